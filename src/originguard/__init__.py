@@ -1,0 +1,1 @@
+"""originguard: a self-hosted edge that protects origin servers."""
