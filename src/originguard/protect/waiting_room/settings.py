@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -22,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from . import template
 
 _T = TypeVar("_T")
 
@@ -65,7 +68,16 @@ SessionDuration = Annotated[Seconds, Field(ge=1 * MINUTE, le=30 * MINUTE)]
 # decides on a local budget of the global limit (§9.3); a self-hosted edge keeps one exact count,
 # and small origins (an admin panel, a checkout behind one worker) need limits well below 200.
 UserCount = Annotated[int, Field(ge=1, le=MAX_USERS)]
-PageHtml = Annotated[str, Field(max_length=MAX_PAGE_BYTES)]
+
+
+def _check_template(source: str) -> str:
+    if len(source.encode()) > MAX_PAGE_BYTES:
+        raise ValueError("custom page is larger than 1 MB")
+    template.parse(source)  # a TemplateError (a ValueError) names the bad tag and its offset
+    return source
+
+
+PageHtml = Annotated[str, AfterValidator(_check_template)]
 
 
 class _Model(BaseModel):

@@ -139,11 +139,14 @@ def read(
     if token is None:
         return None
     ticket = keyring.open(token)
-    if ticket is None or ticket.room_id != settings.room_id:
-        return None
-    if now >= ticket.expires_at(phase):
+    if ticket is None or not is_valid(ticket, settings, phase, now):
         return None
     return ticket
+
+
+def is_valid(ticket: Ticket, settings: RoomSettings, phase: Phase, now: float) -> bool:
+    """True for a ticket of this room that has not expired (a cross-room ticket is not valid)."""
+    return ticket.room_id == settings.room_id and now < ticket.expires_at(phase)
 
 
 def cookie_name(settings: RoomSettings) -> str:
