@@ -1,0 +1,120 @@
+"""The admin listener: /metrics (Prometheus), /status (JSON), /healthz. Token-protected."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from originguard.config import ListenAddress
+
+if TYPE_CHECKING:
+    from originguard.app import Edge
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+class AdminServer:
+    def __init__(self, edge: Edge) -> None:
+        self.edge = edge
+        self._runner: web.AppRunner | None = None
+        self.address = ""
+
+    async def start(self, listen: ListenAddress) -> None:
+        app = web.Application(middlewares=[self._authenticate])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/status", self._status)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, listen.host, listen.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            host, port = sockets[0].getsockname()[:2]
+            self.address = f"{host}:{port}"
+        else:
+            self.address = str(listen)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @web.middleware
+    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = self.edge.config.admin.token
+        if token is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": "missing or wrong admin token"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await handler(request)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        draining = self.edge.pipeline is not None and self.edge.pipeline.draining
+        return web.json_response(
+            {"status": "draining" if draining else "ok"}, status=503 if draining else 200
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.edge.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.json_response(status_document(self.edge))
+
+
+def status_document(edge: Edge) -> dict[str, Any]:
+    runtime = edge.runtime
+    zones = []
+    for zone in runtime.router.zones:
+        pools = []
+        for pool in zone.pools:
+            pools.append(
+                {
+                    "name": pool.name,
+                    "enabled": pool.enabled,
+                    "steering": pool.balancer.steering,
+                    "origins": [
+                        {
+                            "address": origin.address,
+                            "weight": origin.weight,
+                            "enabled": origin.enabled,
+                            "in_flight": origin.in_flight,
+                            "open_connections": len(origin.open),
+                            "idle_connections": len(origin.idle),
+                        }
+                        for origin in pool.origins
+                    ],
+                }
+            )
+        zones.append(
+            {"name": zone.name, "hostnames": list(zone.config.hostnames), "pools": pools}
+        )
+    return {
+        "node_id": runtime.node_id,
+        "listen": [f"{h}:{p}" for h, p in edge.bound],
+        "config_loaded_at": time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(edge.loaded_at)
+        ),
+        "open_connections": len(edge.connections.connections),
+        "in_flight": sum(
+            origin.in_flight
+            for zone in runtime.router.zones
+            for pool in zone.pools
+            for origin in pool.origins
+        ),
+        "zones": zones,
+    }

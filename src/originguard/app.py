@@ -1,0 +1,213 @@
+"""Composition root: build an edge from a config; start, reload (atomic swap), drain, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from originguard.admin.api import AdminServer
+from originguard.config import Config, ConfigError, ListenAddress, load
+from originguard.http.server import ClientConnection, ConnectionRegistry
+from originguard.observe.access_log import AccessLog
+from originguard.observe.metrics import Metrics
+from originguard.pipeline import Pipeline, Runtime
+from originguard.routing import Router, all_origins, build_zones
+from originguard.upstream.pool import Origin
+
+log = logging.getLogger("originguard")
+
+SWEEP_SECONDS = 0.25
+
+
+def build_runtime(config: Config, previous: Router | None = None) -> Runtime:
+    """Everything one config decides. Features add their filters here, one line each."""
+    router = build_zones(config, all_origins(previous) if previous else None)
+    return Runtime(
+        router=router,
+        trusted_proxies=tuple(config.trusted_proxies),
+        node_id=config.node_id,
+    )
+
+
+class Edge:
+    """One edge process: listeners, the pipeline, the admin API and the sweeper."""
+
+    def __init__(self, config: Config, config_path: str | Path | None = None) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self.metrics = Metrics()
+        self.access_log = AccessLog(config.access_log.path, config.access_log.enabled)
+        self.connections = ConnectionRegistry()
+        self.pipeline: Pipeline | None = None
+        self.loaded_at = time.time()
+        self._servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self._admin: AdminServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._retired: list[Origin] = []
+        self._stopped = asyncio.Event()
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self.pipeline is not None
+        return self.pipeline.runtime
+
+    @property
+    def bound(self) -> list[tuple[str, int]]:
+        """The addresses actually listened on (port 0 resolved)."""
+        out = []
+        for server in self._servers.values():
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                out.append((host, port))
+        return out
+
+    async def start(self) -> None:
+        self.access_log.open()
+        self.pipeline = Pipeline(build_runtime(self.config), self.metrics, self.access_log)
+        await self._listen(self.config.listen)
+        self._admin = AdminServer(self)
+        await self._admin.start(self.config.admin.listen)
+        self._sweeper = asyncio.create_task(self._sweep())
+        log.info(
+            "originguard listening on %s, admin on %s",
+            ", ".join(f"{h}:{p}" for h, p in self.bound),
+            self._admin.address,
+        )
+
+    def _new_connection(self) -> ClientConnection:
+        assert self.pipeline is not None
+        return ClientConnection(
+            self.pipeline.handle, self.pipeline.reject, self.config.limits, self.connections
+        )
+
+    async def _listen(self, addresses: tuple[ListenAddress, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            if address in self._servers:
+                continue
+            self._servers[address] = await loop.create_server(
+                self._new_connection, address.host, address.port, backlog=2048, reuse_address=True
+            )
+
+    # -- reload ---------------------------------------------------------------------------------
+
+    async def reload(self, config: Config | None = None) -> bool:
+        """Swap in a new config atomically; a bad one is logged and changes nothing."""
+        assert self.pipeline is not None
+        if config is None:
+            if self.config_path is None:
+                return False
+            try:
+                config = load(self.config_path)
+            except ConfigError as error:
+                for message in error.messages:
+                    log.error("reload rejected: %s", message)
+                self.metrics.reloads.labels("rejected").inc()
+                return False
+            except OSError as error:
+                log.error("reload rejected: %s", error)
+                self.metrics.reloads.labels("rejected").inc()
+                return False
+        old_runtime = self.pipeline.runtime
+        old_origins = all_origins(old_runtime.router)
+        try:
+            await self._listen(config.listen)
+        except OSError as error:
+            log.error("reload rejected: cannot listen: %s", error)
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        runtime = build_runtime(config, old_runtime.router)
+        self.config = config
+        self.pipeline.runtime = runtime  # the swap: new exchanges see only the new config
+        for address in list(self._servers):
+            if address not in config.listen:
+                self._servers.pop(address).close()
+        kept = set(all_origins(runtime.router))
+        for key, origin in old_origins.items():
+            if key not in kept:
+                origin.max_idle = 0
+                for conn in list(origin.idle):
+                    conn.close()
+                origin.idle.clear()
+                self._retired.append(origin)
+        self.loaded_at = time.time()
+        self.metrics.reloads.labels("ok").inc()
+        log.info("configuration reloaded")
+        return True
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Stop accepting, let in-flight exchanges finish up to the drain deadline, then close."""
+        assert self.pipeline is not None
+        self.pipeline.draining = True
+        for server in self._servers.values():
+            server.close()
+        deadline = asyncio.get_running_loop().time() + self.config.limits.drain_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            self.connections.close_idle()
+            if not self.connections.connections:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections.connections):
+            conn.abort()
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for server in self._servers.values():
+            server.close()
+        if self._admin is not None:
+            await self._admin.stop()
+        if self.pipeline is not None:
+            for origin in all_origins(self.pipeline.runtime.router).values():
+                origin.close_all()
+        self.access_log.close()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(self.drain()))
+        loop.add_signal_handler(signal.SIGINT, lambda: asyncio.ensure_future(self.drain()))
+
+    # -- deadlines --------------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """One timer for every deadline: client head/body/idle/send, origin head/read/idle."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = loop.time()
+            try:
+                self.connections.sweep(now)
+                upstream = 0
+                for zone in self.runtime.router.zones:
+                    for pool in zone.pools:
+                        for origin in pool.origins:
+                            origin.sweep(now, zone.timeouts.idle)
+                            upstream += len(origin.open)
+                for origin in self._retired:
+                    origin.sweep(now, 0.0)
+                self._retired = [o for o in self._retired if o.open]
+                self.metrics.open_connections.labels("downstream").set(
+                    len(self.connections.connections)
+                )
+                self.metrics.open_connections.labels("upstream").set(upstream)
+            except Exception:
+                log.exception("sweeper error")
+
+
+async def serve(config: Config, config_path: str | Path | None) -> int:
+    edge = Edge(config, config_path)
+    await edge.start()
+    edge.install_signals()
+    await edge.wait_stopped()
+    return 0

@@ -1,0 +1,42 @@
+"""Named results of every exchange (the edge's "response flags")."""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+
+class Outcome(StrEnum):
+    """How an exchange ended; one per request, in the access log and metrics."""
+
+    PROXIED = "proxied"                  # origin answered, response delivered
+    RETRIED = "retried"                  # origin answered after one zero-downtime failover retry
+    EDGE_ERROR = "edge_error"            # every try failed: the edge answered 52x
+    NO_ZONE = "no_zone"                  # Host matched no zone
+    NO_ORIGIN = "no_origin"              # the zone has no usable origin
+    BAD_REQUEST = "bad_request"          # malformed request answered locally (4xx/5xx)
+    CLIENT_ABORT = "client_abort"        # the client went away before the response finished
+    ORIGIN_ABORT = "origin_abort"        # the origin broke off mid-body after the head went out
+    LOCAL = "local"                      # answered by an edge feature (cache, rule, room)
+
+
+class OriginError(int, Enum):
+    """Edge-generated origin failure codes (Cloudflare's 52x family, spec §2.2)."""
+
+    UNKNOWN = 520          # empty, malformed or reset response
+    REFUSED = 521          # TCP connection refused
+    CONNECT_TIMEOUT = 522  # no TCP connection within the connect timeout
+    UNREACHABLE = 523      # no route, or the origin name does not resolve
+    TIMEOUT = 524          # connected, request sent, no response head in time
+
+    @property
+    def kind(self) -> str:
+        return _KINDS[self]
+
+
+_KINDS = {
+    OriginError.UNKNOWN: "invalid_response",
+    OriginError.REFUSED: "refused",
+    OriginError.CONNECT_TIMEOUT: "connect_timeout",
+    OriginError.UNREACHABLE: "unreachable",
+    OriginError.TIMEOUT: "response_timeout",
+}

@@ -1,0 +1,108 @@
+"""Which zone owns a request's host, and the zone's run-time pools."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from originguard.upstream.balancer import Balancer
+from originguard.upstream.pool import Origin
+
+if TYPE_CHECKING:
+    from originguard.config import Config, PoolConfig, ZoneConfig
+
+
+class PoolRuntime:
+    def __init__(self, config: PoolConfig, origins: list[Origin]) -> None:
+        self.name = config.name
+        self.enabled = config.enabled
+        self.origins = origins
+        self.balancer = Balancer(origins, config.steering)
+
+    @property
+    def is_usable(self) -> bool:
+        return self.enabled and any(o.is_usable for o in self.origins)
+
+
+class ZoneRuntime:
+    def __init__(self, config: ZoneConfig, pools: list[PoolRuntime]) -> None:
+        self.config = config
+        self.name = config.name
+        self.pools = pools
+        self.failover_codes = frozenset(config.failover_codes)
+        self.host_header = config.host_header.encode() if config.host_header else None
+        self.timeouts = config.timeouts
+
+    def active_pool(self) -> PoolRuntime | None:
+        """The first usable pool in configured order (health-aware steering plugs in here)."""
+        for pool in self.pools:
+            if pool.is_usable:
+                return pool
+        return None
+
+
+class Router:
+    """Exact host names first, then the most specific `*.` wildcard, at any depth."""
+
+    def __init__(self, zones: list[ZoneRuntime]) -> None:
+        self.zones = zones
+        self._exact: dict[bytes, ZoneRuntime] = {}
+        self._wildcard: dict[bytes, ZoneRuntime] = {}
+        for zone in zones:
+            for name in zone.config.hostnames:
+                if name.startswith("*."):
+                    self._wildcard[name[2:].encode()] = zone
+                else:
+                    self._exact[name.encode()] = zone
+
+    def route(self, host: bytes) -> ZoneRuntime | None:
+        zone = self._exact.get(host)
+        if zone is not None or not self._wildcard:
+            return zone
+        dot = host.find(b".")
+        while dot >= 0:
+            host = host[dot + 1 :]
+            zone = self._wildcard.get(host)
+            if zone is not None:
+                return zone
+            dot = host.find(b".")
+        return None
+
+
+def build_zones(config: Config, previous: Mapping[str, Origin] | None = None) -> Router:
+    """Run-time zones for a config. Origins that existed before keep their idle connections."""
+    zones = []
+    for zone_config in config.zones:
+        pools = []
+        for pool_config in zone_config.pools:
+            origins = []
+            for origin_config in pool_config.origins:
+                origin = Origin(
+                    origin_config.address,
+                    origin_config.host,
+                    origin_config.port,
+                    float(origin_config.weight),
+                    origin_config.enabled,
+                    pool_config.max_idle_connections,
+                )
+                key = origin_key(zone_config.name, pool_config.name, origin.address)
+                old = previous.get(key) if previous else None
+                if old is not None:
+                    origin.adopt(old)
+                origins.append(origin)
+            pools.append(PoolRuntime(pool_config, origins))
+        zones.append(ZoneRuntime(zone_config, pools))
+    return Router(zones)
+
+
+def origin_key(zone: str, pool: str, address: str) -> str:
+    return f"{zone}/{pool}/{address}"
+
+
+def all_origins(router: Router) -> dict[str, Origin]:
+    return {
+        origin_key(zone.name, pool.name, origin.address): origin
+        for zone in router.zones
+        for pool in zone.pools
+        for origin in pool.origins
+    }
