@@ -709,8 +709,12 @@ def _validation_messages(
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = _unknown_key_message(path)
-        elif error["type"] == "too_short":  # pydantic says "Tuple"; YAML users wrote a list
-            message = f"needs at least {error['ctx']['min_length']} item(s)"
+        elif error["type"] == "too_short":  # pydantic says "Tuple" or "Value"; be concrete
+            minimum = error["ctx"]["min_length"]
+            if isinstance(error["input"], list | tuple):
+                message = f"needs at least {minimum} item(s)"
+            else:
+                message = f"must be at least {minimum} characters long"
         elif error["type"] == "tuple_type":
             message = "Input should be a list"
         prefix = f"{_dotted(path)}: " if path else ""
