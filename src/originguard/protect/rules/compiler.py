@@ -77,7 +77,7 @@ def compile_expression(
     Response fields (``http.response.*``) are accepted only with ``allow_response_fields``,
     i.e. in rate-limit counting expressions.
     """
-    compiler = _Compiler(lists or {}, allow_response_fields)
+    compiler = _Compiler(text, lists or {}, allow_response_fields)
     tree = parse(text)
     result = compiler.value(tree)
     compiler.require_bool(tree, result, "the expression")
@@ -85,7 +85,8 @@ def compile_expression(
 
 
 class _Compiler:
-    def __init__(self, lists: NamedLists, allow_response_fields: bool) -> None:
+    def __init__(self, text: str, lists: NamedLists, allow_response_fields: bool) -> None:
+        self.text = text
         self.lists = lists
         self.allow_response_fields = allow_response_fields
         self.fields: set[str] = set()
@@ -150,7 +151,9 @@ class _Compiler:
         key = node.key
         fn: Callable[[RequestView], Any]
         if base.each:
-            raise RuleTypeError("cannot index a value already taken with [*]", node.pos, node.end)
+            raise RuleTypeError(
+                "cannot index a value already taken with [*]", node.key_pos - 1, node.end
+            )
         if base.type.kind is Kind.MAP and isinstance(key, str):
             assert base.type.elem is not None
             if _is_header_map(node.base) and key != key.lower():
@@ -179,7 +182,7 @@ class _Compiler:
             return Val(base.type.elem, fn, optional=True)
         wanted = {Kind.MAP: '["name"]', Kind.ARRAY: "[0] or [*]"}.get(base.type.kind)
         hint = f": use {wanted}" if wanted else ""
-        raise RuleTypeError(f"cannot index {base.type} this way{hint}", node.pos, node.end)
+        raise RuleTypeError(f"cannot index {base.type} this way{hint}", node.key_pos - 1, node.end)
 
     # --- logic -----------------------------------------------------------------------
     def require_bool(self, node: Node | Literal, val: Val, what: str) -> None:
@@ -284,10 +287,8 @@ class _Compiler:
         try:
             wildcard = Wildcard(needle, case_sensitive=op == "strict_wildcard")
         except ValueError as exc:
-            # Point into the string literal where the pattern goes wrong (best effort:
-            # exact when the literal has no escapes).
-            offset = exc.args[1] if len(exc.args) > 1 else 0
-            start = min(rhs.pos + 1 + offset, rhs.end - 1)
+            # Point into the string literal at the character where the pattern goes wrong.
+            start = _source_offset(self.text, rhs, exc.args[1] if len(exc.args) > 1 else 0)
             raise RuleTypeError(str(exc.args[0]), start, start + 2) from None
         return wildcard.matches
 
@@ -351,6 +352,19 @@ class _Compiler:
             ) from None
         self.list_cache[(rhs.name, t.kind)] = members
         return members
+
+
+def _source_offset(text: str, literal: Literal, index: int) -> int:
+    """Offset in ``text`` of the ``index``-th decoded character of a string literal."""
+    i = text.index('"', literal.pos) + 1
+    if text[literal.pos] == "r":  # raw string: characters are taken as written
+        return min(i + index, literal.end - 1)
+    for _ in range(index):
+        if text[i] == "\\":
+            i += 4 if text[i + 1] == "x" else 2
+        else:
+            i += 1
+    return min(i, literal.end - 1)
 
 
 def _apply_test(lhs: Val, test: Test) -> Val:
