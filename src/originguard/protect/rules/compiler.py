@@ -249,7 +249,7 @@ class _Compiler:
                 raise RuleTypeError(
                     f"'{spelled}' needs a String, not {t}", node.op_pos, node.op_end
                 )
-            self.require_literal(rhs, Tok.STRING, f"'{spelled}' needs a string", "")
+            self.require_literal(rhs, Tok.STRING, f"'{spelled}' needs a string")
             return self.string_test(op, rhs)
         # eq ne lt le gt ge
         if t == IP:
@@ -259,13 +259,13 @@ class _Compiler:
                     node.op_pos,
                     node.op_end,
                 )
-            self.require_literal(rhs, Tok.IP, f"{_subject(node)} is an IP address", "")
+            self.require_literal(rhs, Tok.IP, f"{_subject(node)} is an IP address")
             return partial(_ORDERING[op], self.literal(rhs).const)
         wanted = Tok.STRING if t == STRING else Tok.INT
-        self.require_literal(rhs, wanted, f"{_subject(node)} is {_article(t)}", "")
+        self.require_literal(rhs, wanted, f"{_subject(node)} is {_article(t)}")
         return partial(_ORDERING[op], self.literal(rhs).const)
 
-    def require_literal(self, rhs: Literal, kind: Tok, message: str, _: str) -> None:
+    def require_literal(self, rhs: Literal, kind: Tok, message: str) -> None:
         if rhs.kind is not kind:
             raise RuleTypeError(
                 f"{message}, so the value must be {_a(kind)}, not {_a(rhs.kind)}",
