@@ -53,7 +53,7 @@ def parse_range(value: bytes | None, length: int) -> list[tuple[int, int]] | Uns
             return IGNORE
         start = int(first)
         end = int(last) if last else length - 1
-        if end < start:
+        if last and end < start:
             return IGNORE  # RFC 9110 §14.1.1: last-pos < first-pos makes the field invalid
         if start < length:
             ranges.append((start, min(end, length - 1)))
