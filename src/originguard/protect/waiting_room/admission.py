@@ -173,6 +173,7 @@ class _Room:
     admissions: dict[int, int] = field(default_factory=dict)  # minute -> new admissions
     departures: dict[int, int] = field(default_factory=dict)  # minute -> sessions ended
     shuffled: set[str] = field(default_factory=set)
+    pruned_at: int = 0  # minute of the last counter pruning
 
     def expire(self, now: float) -> None:
         while self.session_deadlines and self.session_deadlines[0][0] <= now:
@@ -187,10 +188,13 @@ class _Room:
             # spec §9.2: a place is held 5 min after the last refresh, then dropped.
             if place is not None and place.last_refresh + QUEUE_GRACE <= now:
                 self.leave_queue(visitor)
-        oldest = minute_of(now) - RATE_WINDOW_MINUTES - 1
-        for counter in (self.admissions, self.departures):
-            for minute in [m for m in counter if m < oldest]:
-                del counter[minute]
+        current = minute_of(now)
+        if current != self.pruned_at:
+            self.pruned_at = current
+            oldest = current - RATE_WINDOW_MINUTES - 1
+            for counter in (self.admissions, self.departures):
+                for minute in [m for m in counter if m < oldest]:
+                    del counter[minute]
 
     def join_queue(self, visitor: bytes, bucket: int, now: float) -> _Place:
         queue = self.buckets.get(bucket)
@@ -345,17 +349,30 @@ class MemoryRoomState:
     def _placement(
         self, state: _Room, limits: Limits, visitor: bytes, now: float, *, admitted: bool, new: bool
     ) -> Placement:
-        session = state.sessions.get(visitor)
-        place = state.places.get(visitor)
+        if admitted:
+            session = state.sessions[visitor]
+            return Placement(
+                admitted=True,
+                is_new_admission=new,
+                bucket=minute_of(now),
+                accepted_at=session.accepted_at,
+                position=0,
+                queued=len(state.places),
+                active=len(state.sessions),
+                attempted_at=now,
+                admission_rate=0.0,  # only a queued visitor needs a wait estimate
+                departure_rate=0.0,
+            )
+        place = state.places[visitor]
         return Placement(
-            admitted=admitted,
-            is_new_admission=new,
-            bucket=place.bucket if place is not None else minute_of(now),
-            accepted_at=session.accepted_at if admitted and session is not None else None,
-            position=state.position(place) if place is not None else 0,
+            admitted=False,
+            is_new_admission=False,
+            bucket=place.bucket,
+            accepted_at=None,
+            position=state.position(place),
             queued=len(state.places),
             active=len(state.sessions),
-            attempted_at=place.last_attempt if place is not None else now,
+            attempted_at=place.last_attempt,
             admission_rate=state.rate(state.admissions, now),
             departure_rate=state.rate(state.departures, now),
         )

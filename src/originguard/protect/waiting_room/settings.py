@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
@@ -243,7 +244,7 @@ class RoomSettings(_Model):
                 raise ValueError(f"events {earlier.name!r} and {later.name!r} overlap")
         return self
 
-    @property
+    @cached_property
     def room_id(self) -> bytes:
         """8 bytes naming this room in tickets: a ticket from another room is not valid here."""
         return hashlib.sha256(f"{self.name}\0{self.host}\0{self.path}".encode()).digest()[:8]
