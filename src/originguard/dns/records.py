@@ -25,7 +25,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
+import dns.tokenizer
 import dns.zone
+import dns.zonefile
 
 LIVE_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "SRV", "NS")
 MAX_CNAME_HOPS = 8  # resolvers give up on longer chains; so do we
@@ -121,23 +123,67 @@ def load_zone_text(
     """Like :func:`load_zone_file`, from a string."""
     zone_origin = dns.name.from_text(origin) if origin else None
     try:
-        zone = dns.zone.from_text(
-            text, origin=zone_origin, relativize=False, filename=filename, check_origin=False
-        )
+        try:
+            zone = dns.zone.from_text(
+                text, origin=zone_origin, relativize=False, filename=filename, check_origin=False
+            )
+            found_origin = zone.origin
+            rdatas = list(zone.iterate_rdatas())
+        except dns.zonefile.CNAMEAndOtherData:
+            found_origin, rdatas = _read_allowing_cname_and_other_data(text, zone_origin, filename)
     except dns.exception.DNSException as exc:
         # dnspython's syntax errors already read "file:line: message".
         message = str(exc)
         if not message.startswith(filename):
             message = f"{filename}: {message}"
         raise DnsInputError(message) from exc
-    tags = _proxied_tags(text, zone.origin)
-    records = []
-    for name, ttl, rdata in zone.iterate_rdatas():
+    tags = _proxied_tags(text, found_origin)
+    records: list[Record] = []
+    for name, ttl, rdata in rdatas:
         rtype = dns.rdatatype.to_text(rdata.rdtype)
         value = rdata.to_text()
         owner = normalise_name(name.to_text())
         records.append(Record(owner, rtype, ttl, value, tags.get((owner, rtype, value))))
-    return normalise_name(zone.origin.to_text() if zone.origin else "."), records
+    return normalise_name(found_origin.to_text() if found_origin else "."), records
+
+
+class _AnyDataTransaction(dns.zonefile.RRsetsReaderTransaction):
+    """Accepts a CNAME beside other data (RFC 1034 §3.6.2 forbids it): provider exports carry
+    apex CNAMEs they flatten when answering, and the audit must read such files, not refuse them.
+    """
+
+    def check_put_rdataset(self, check: object) -> None:
+        return None
+
+    def _set_origin(self, origin: dns.name.Name | None) -> None:
+        manager = self.manager
+        if isinstance(manager, _AnyDataManager) and manager.found_origin is None:
+            manager.found_origin = origin
+
+
+class _AnyDataManager(dns.zonefile.RRSetsReaderManager):
+    found_origin: dns.name.Name | None = None
+
+    def writer(self, replacement: bool = False) -> _AnyDataTransaction:
+        return _AnyDataTransaction(self, True, False)  # type: ignore[no-untyped-call]
+
+    def origin_information(
+        self,
+    ) -> tuple[dns.name.Name | None, bool, dns.name.Name | None]:
+        # The first $ORIGIN becomes the zone origin, as dns.zone.from_text does.
+        return (self.found_origin, False, self.found_origin)
+
+
+def _read_allowing_cname_and_other_data(
+    text: str, origin: dns.name.Name | None, filename: str
+) -> tuple[dns.name.Name | None, list[tuple[dns.name.Name, int, dns.rdata.Rdata]]]:
+    manager = _AnyDataManager(origin, False, dns.rdataclass.IN)
+    manager.found_origin = origin
+    with manager.writer(True) as txn:
+        tokenizer = dns.tokenizer.Tokenizer(text, filename)
+        dns.zonefile.Reader(tokenizer, dns.rdataclass.IN, txn).read()
+    rdatas = [(rrset.name, rrset.ttl, rdata) for rrset in manager.rrsets for rdata in rrset]
+    return manager.found_origin, rdatas
 
 
 def _proxied_tags(text: str, origin: dns.name.Name | None) -> dict[tuple[str, str, str], bool]:
