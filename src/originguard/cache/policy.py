@@ -339,9 +339,9 @@ def storability(
         explicit = _has_explicit_freshness(cc, resp_headers)
         if rule.edge_ttl_mode is EdgeTTLMode.BYPASS_BY_DEFAULT and not explicit:
             return NotStorable(Reason.NO_FRESHNESS)
-        fallback = _fallback_lifetime(status, cc, resp_headers, rule, response_time)
-        if not explicit and fallback is None:
-            return NotStorable(Reason.STATUS)
+        if not explicit:
+            if _fallback_lifetime(status, cc, resp_headers, rule, response_time) is None:
+                return NotStorable(Reason.STATUS)  # spec §8.2: "anything else: not cached"
     lifetime = freshness_lifetime(status, resp_headers, rule, response_time=response_time)
     if lifetime <= 0 and not _has_validator(resp_headers):
         # Spec §8.3 stores no-cache/max-age=0 only to revalidate each time; without a
