@@ -140,6 +140,13 @@ def _input_options(func: F) -> F:
         click.option("--names", help="Comma-separated names to resolve live."),
         click.option("--nameserver", metavar="HOST[:PORT]", help="Ask this server only."),
         click.option("--offline", is_flag=True, help="Never query DNS beyond the zone file."),
+        click.option(
+            "--timeout",
+            type=float,
+            default=3.0,
+            show_default=True,
+            help="Seconds to wait for each DNS answer.",
+        ),
         click.option("--origin-ip", multiple=True, help="An origin address (repeatable)."),
         click.option("--edge-ip", multiple=True, help="An edge address (repeatable)."),
         click.option("--proxied", multiple=True, help="A hostname the edge proxies (repeatable)."),
@@ -162,6 +169,7 @@ def _gather(
     names: str | None,
     nameserver: str | None,
     offline: bool,
+    timeout: float,
     origin_ip: Iterable[str],
     proxied: Iterable[str],
     config_path: str | None,
@@ -181,11 +189,14 @@ def _gather(
     if zone_file:
         zone_name, records = load_zone_file(zone_file, origin=zone_name)
         sources.append(zone_file)
-    resolver = None if offline else make_resolver(nameserver)
+    resolver = None if offline else make_resolver(nameserver, timeout)
     live = None if resolver is None else LiveQuery(resolver)
     notes: list[Finding] = []
     if name_list and resolver is not None:
         resolution = resolve_names(name_list, resolver)
+        if not resolution.records and not records:
+            reasons = "; ".join(f"{n}: {why}" for n, why in resolution.unresolved)
+            raise DnsInputError(f"none of the names resolved ({reasons})")
         records += resolution.records
         notes += unresolved_findings(resolution.unresolved)
         sources.append("dns:" + ",".join(name_list))
@@ -237,6 +248,7 @@ def audit_command(
     names: str | None,
     nameserver: str | None,
     offline: bool,
+    timeout: float,
     origin_ip: tuple[str, ...],
     edge_ip: tuple[str, ...],
     proxied: tuple[str, ...],
@@ -247,7 +259,15 @@ def audit_command(
     """Report every record that reveals an origin address. Exit 0 clean, 1 findings, 2 error."""
     try:
         inputs = _gather(
-            zone_file, zone_name, names, nameserver, offline, origin_ip, proxied, config_path
+            zone_file,
+            zone_name,
+            names,
+            nameserver,
+            offline,
+            timeout,
+            origin_ip,
+            proxied,
+            config_path,
         )
         _check_ips(edge_ip, "--edge-ip")
         past = load_history(history) if history else []
@@ -282,6 +302,7 @@ def export_command(
     names: str | None,
     nameserver: str | None,
     offline: bool,
+    timeout: float,
     origin_ip: tuple[str, ...],
     edge_ip: tuple[str, ...],
     proxied: tuple[str, ...],
@@ -290,7 +311,15 @@ def export_command(
     """Print the public zone: proxied names answered by the edge, DNS-only records as they are."""
     try:
         inputs = _gather(
-            zone_file, zone_name, names, nameserver, offline, origin_ip, proxied, config_path
+            zone_file,
+            zone_name,
+            names,
+            nameserver,
+            offline,
+            timeout,
+            origin_ip,
+            proxied,
+            config_path,
         )
         _check_ips(edge_ip, "--edge-ip")
         if not inputs.zone_name:
