@@ -245,7 +245,7 @@ def addresses_in_text(text: str) -> list[IPAddress]:
 
 _FIX_PROXY = "Proxy this hostname through the edge, or point it at a host that is not the origin."
 _FIX_ROTATE = (
-    "Move the origin to a new address that was never published, in another network, and allow"
+    "move the origin to a new address that was never published, in another network, and allow"
     " only the edge to reach it (see `originguard origin allowlist`)."
 )
 
