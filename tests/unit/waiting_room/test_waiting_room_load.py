@@ -61,7 +61,7 @@ async def _simulate() -> tuple[Counter[int], list[tuple[float, int, int]], list[
         host="shop.example",
         total_active_users=TOTAL,
         new_users_per_minute=PER_MINUTE,
-        session_duration="5m",
+        session_duration=300.0,
     )
     state = MemoryRoomState(rng=random.Random(11))
     crowd = _population(rng)

@@ -37,7 +37,9 @@ def _ticket(room: RoomSettings = ROOM, *, state: TicketState = TicketState.ADMIT
     )
 
 
-def _read(token: str | None, now: float = NOW, room: RoomSettings = ROOM, ring: Keyring = RING):
+def _read(
+    token: str | None, now: float = NOW, room: RoomSettings = ROOM, ring: Keyring = RING
+) -> Ticket | None:
     return read(token, ring, room, phase_at(room, now), now)
 
 
