@@ -11,6 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from . import template
 from .admission import REFRESH_INTERVAL, Queue, Reject, Wait
@@ -123,8 +124,14 @@ def html_page(settings: RoomSettings, decision: Queue | Reject, now: float) -> s
     if isinstance(decision, Reject):
         return _REJECT_PAGE.render(context)
     custom = decision.phase.custom_page_html
-    page = template.parse(custom) if custom else _QUEUE_PAGE
+    page = _parsed(custom) if custom else _QUEUE_PAGE
     return page.render(context)
+
+
+@lru_cache(maxsize=64)
+def _parsed(source: str) -> template.Template:
+    # Custom pages were validated at load; parse each once, not per request.
+    return template.parse(source)
 
 
 def _event_clock(phase: Phase, now: float) -> tuple[int, int]:
