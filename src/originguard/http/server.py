@@ -265,6 +265,10 @@ class ClientConnection(asyncio.Protocol):
         host = canonical_host(raw_host) if raw_host else b""
         if host is None:
             raise Rejection(400, "invalid Host")
+        if authority:
+            # RFC 9112 §3.2.2: a proxy MUST ignore the received Host and replace it with the
+            # target's authority, so the origin sees the host the request was routed by (G6).
+            headers = [(b"host", authority), *((n, v) for n, v in headers if n != b"host")]
         return RequestHead(
             method=method,
             target=target,

@@ -1,0 +1,1 @@
+"""Test helpers: a scriptable origin, the edge as a subprocess, and a raw-socket client."""

@@ -1,0 +1,375 @@
+"""A scriptable origin server for integration tests (the `s1` of a varnishtest script).
+
+It runs its own asyncio loop in a thread on 127.0.0.1 with an ephemeral port, writes every
+response byte by hand, and records every request it receives, so a test can assert both what
+the origin was sent and that it was sent nothing at all.
+
+What it answers depends on the path (the query string is ignored):
+
+    /bytes/N               200, Content-Length N, body streamed in 64 KiB writes
+    /chunked/N             200, chunked, N body bytes in several chunks
+    /close/N               200, no framing header: the body ends when the origin closes
+    /status/N              status N; 204 and 304 have no body
+    /hold/KEY              nothing until the test calls release(KEY), then 200
+    /drop                  closes the connection without a byte of reply (edge: 520)
+    /garbage               a response that is not HTTP (edge: 520)
+    /reply-then-close      a keep-alive response, then the origin closes the connection
+    /first-per-connection  answers the first request on a connection; later ones on the same
+                           connection are dropped unanswered (an idle keep-alive connection
+                           the origin closed just as the edge reused it)
+    /echo                  200 with the request body as its body
+    /hop                   a response carrying hop-by-hop fields and `Connection: x-secret`
+    anything else          200, body "<name> <METHOD> <target>"
+
+Every response carries `x-origin: <name>`. A HEAD request gets the GET head without a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+KEEP_BODY = 1024 * 1024  # request bodies up to this size are kept whole; bigger ones hashed
+PATTERN = bytes(range(256)) * 256  # 64 KiB of known bytes for generated bodies
+
+
+def pattern_bytes(size: int) -> bytes:
+    """The body /bytes/N and /chunked/N send, so tests can compare what arrived."""
+    whole, rest = divmod(size, len(PATTERN))
+    return PATTERN * whole + PATTERN[:rest]
+
+
+@dataclass
+class SeenRequest:
+    """One request exactly as it reached the origin."""
+
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]  # names lower-cased, order and duplicates kept
+    body: bytes
+    body_size: int
+    body_sha256: str
+    connection: int  # which accepted connection (1, 2, ...) it came on
+    head_bytes: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = self.header_values(name)
+        return values[0] if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key == name]
+
+
+class OriginError(Exception):
+    pass
+
+
+@dataclass
+class _Conn:
+    number: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    served: int = 0
+
+
+class Origin:
+    def __init__(self, name: str = "a") -> None:
+        self.name = name
+        self.port = 0
+        self.requests: list[SeenRequest] = []
+        self.connections = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._holds: dict[str, asyncio.Event] = {}
+        self._changed = threading.Condition()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Origin:
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    asyncio.start_server(self._serve, "127.0.0.1", self.port, limit=256 * 1024)
+                )
+                self.port = self._server.sockets[0].getsockname()[1]
+            except BaseException as error:  # reported to the starting thread
+                failure.append(error)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"origin-{self.name}", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise OriginError("origin did not start within 10s")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every connection: later connects are refused."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+
+        async def shut() -> None:
+            if self._server is not None:
+                self._server.close()
+            for event in self._holds.values():
+                event.set()
+            for writer in list(self._open):
+                writer.transport.abort()
+            if self._server is not None:
+                await self._server.wait_closed()
+
+        future = asyncio.run_coroutine_threadsafe(shut(), loop)
+        try:
+            future.result(10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            self._loop = self._thread = None
+
+    def release(self, key: str) -> None:
+        """Let the requests waiting on /hold/KEY (now or later) be answered."""
+        loop = self._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._hold(key).set)
+
+    # -- waiting on what arrived ------------------------------------------------------------
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[SeenRequest]:
+        """Block until at least `count` requests have arrived (whole body included)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise OriginError(
+                        f"origin {self.name} saw {len(self.requests)} requests, wanted {count}"
+                    )
+                self._changed.wait(left)
+            return list(self.requests)
+
+    def forget(self) -> None:
+        """Start a fresh record (for a shared origin between tests)."""
+        with self._changed:
+            self.requests.clear()
+            self.connections = 0
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def _hold(self, key: str) -> asyncio.Event:
+        event = self._holds.get(key)
+        if event is None:
+            event = self._holds[key] = asyncio.Event()
+        return event
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._changed:
+            self.connections += 1
+            conn = _Conn(self.connections, reader, writer)
+        self._open.add(writer)
+        try:
+            while True:
+                request = await _read_request(reader, conn.number)
+                if request is None:
+                    return
+                with self._changed:
+                    self.requests.append(request)
+                    self._changed.notify_all()
+                keep = await self._answer(conn, request)
+                conn.served += 1
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, OriginError):
+            return
+        finally:
+            self._open.discard(writer)
+            writer.close()
+
+    async def _answer(self, conn: _Conn, request: SeenRequest) -> bool:
+        """Write the response for `request`; False when the connection must end."""
+        writer = conn.writer
+        path = request.target.split("?", 1)[0]
+        parts = path.strip("/").split("/")
+        route, arg = parts[0], parts[1] if len(parts) > 1 else ""
+        head_only = request.method == "HEAD"
+        closing = (request.header("connection") or "").lower() == "close"
+
+        async def reply(
+            status: int,
+            headers: list[tuple[str, str]],
+            body: bytes | Callable[[], Awaitable[None]] = b"",
+            reason: str = "OK",
+        ) -> None:
+            lines = [f"HTTP/1.1 {status} {reason}", f"x-origin: {self.name}"]
+            lines += [f"{name}: {value}" for name, value in headers]
+            if closing:
+                lines.append("connection: close")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            if head_only:
+                pass
+            elif isinstance(body, bytes):
+                writer.write(body)
+            else:
+                await body()
+            await writer.drain()
+
+        if route == "bytes":
+            size = int(arg)
+
+            async def stream() -> None:
+                sent = 0
+                while sent < size:
+                    piece = PATTERN[: min(len(PATTERN), size - sent)]
+                    writer.write(piece)
+                    sent += len(piece)
+                    await writer.drain()
+
+            await reply(200, [("content-length", str(size))], stream)
+        elif route == "chunked":
+            data = pattern_bytes(int(arg))
+            pieces = [data[i : i + 7000] for i in range(0, len(data), 7000)]
+            coded = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+            await reply(200, [("transfer-encoding", "chunked")], coded)
+        elif route == "close":
+            await reply(200, [("connection", "close")], pattern_bytes(int(arg)))
+            return False
+        elif route == "status":
+            status = int(arg)
+            if status in (204, 304):
+                await reply(status, [("etag", '"v1"')], b"", reason="No Body")
+            else:
+                body = f"status {status}".encode()
+                await reply(status, [("content-length", str(len(body)))], body, reason="Set")
+        elif route == "hold":
+            await self._hold(arg).wait()
+            body = f"released {arg}".encode()
+            await reply(200, [("content-length", str(len(body)))], body)
+        elif route == "drop":
+            writer.transport.abort()
+            return False
+        elif route == "garbage":
+            writer.write(b"THIS IS NOT HTTP\r\n\r\n")
+            await writer.drain()
+            return False
+        elif route == "reply-then-close":
+            body = b"closing after this"
+            await reply(200, [("content-length", str(len(body)))], body)
+            return False
+        elif route == "first-per-connection":
+            if conn.served > 0:
+                writer.transport.abort()
+                return False
+            body = f"first on connection {conn.number}".encode()
+            await reply(200, [("content-length", str(len(body)))], body)
+        elif route == "echo":
+            body = request.body
+            kind = request.header("content-type") or "application/octet-stream"
+            await reply(200, [("content-type", kind), ("content-length", str(len(body)))], body)
+        elif route == "hop":
+            body = b"hop"
+            await reply(
+                200,
+                [
+                    ("content-length", str(len(body))),
+                    ("connection", "x-secret, keep-alive"),
+                    ("keep-alive", "timeout=5"),
+                    ("x-secret", "origin-internal"),
+                    ("proxy-authenticate", "Basic"),
+                    ("upgrade", "h2c"),
+                    ("trailer", "x-checksum"),
+                    ("x-kept", "yes"),
+                ],
+                body,
+            )
+        else:
+            body = f"{self.name} {request.method} {request.target}".encode()
+            await reply(
+                200, [("content-type", "text/plain"), ("content-length", str(len(body)))], body
+            )
+        return not closing
+
+
+async def _read_request(reader: asyncio.StreamReader, number: int) -> SeenRequest | None:
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as error:
+        if error.partial:
+            raise OriginError(f"connection ended inside a head: {error.partial!r}") from None
+        return None
+    except asyncio.LimitOverrunError:
+        raise OriginError("request head too large") from None
+    lines = raw[:-4].decode("latin-1").split("\r\n")
+    method, target, version = lines[0].split(" ")
+    headers = []
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers.append((name.lower(), value.strip(" \t")))
+    fields = dict(headers)
+    digest = hashlib.sha256()
+    kept: list[bytes] = []
+    size = 0
+
+    def take(data: bytes) -> None:
+        nonlocal size
+        size += len(data)
+        digest.update(data)
+        if size <= KEEP_BODY:
+            kept.append(data)
+
+    if fields.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            length = int(line[:-2].split(b";")[0], 16)
+            if length == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailer fields
+                break
+            left = length
+            while left:
+                data = await reader.read(min(left, 256 * 1024))
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", left)
+                take(data)
+                left -= len(data)
+            await reader.readexactly(2)
+    elif "content-length" in fields:
+        left = int(fields["content-length"])
+        while left:
+            data = await reader.read(min(left, 256 * 1024))
+            if not data:
+                raise asyncio.IncompleteReadError(b"", left)
+            take(data)
+            left -= len(data)
+    return SeenRequest(
+        method=method,
+        target=target,
+        version=version,
+        headers=headers,
+        body=b"".join(kept) if size <= KEEP_BODY else b"",
+        body_size=size,
+        body_sha256=digest.hexdigest(),
+        connection=number,
+        head_bytes=raw,
+    )
