@@ -9,6 +9,7 @@ import click
 import uvloop
 
 from originguard.config import ConfigError, dump, load
+from originguard.dns.commands import dns
 
 
 def _setup_logging(level: str) -> None:
@@ -54,6 +55,9 @@ def demo(port: int, admin_port: int) -> None:
 
     _setup_logging("info")
     sys.exit(uvloop.run(run_demo(port, admin_port)))
+
+
+main.add_command(dns)
 
 
 def _load_or_exit(config_path: str):  # type: ignore[no-untyped-def]
