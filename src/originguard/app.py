@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -71,6 +72,11 @@ class Edge:
         self._admin = AdminServer(self)
         await self._admin.start(self.config.admin.listen)
         self._sweeper = asyncio.create_task(self._sweep())
+        # Long-lived start-up objects need no cycle scans; per-request garbage is mostly freed
+        # by reference counting, so collect young cycles less often.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 50, 100)
         log.info(
             "originguard listening on %s, admin on %s",
             ", ".join(f"{h}:{p}" for h, p in self.bound),

@@ -43,6 +43,7 @@ log = logging.getLogger("originguard.pipeline")
 # Bodies up to this size are read before the first attempt so a failed attempt can be
 # replayed on another origin (nginx's proxy_request_buffering does the same by default).
 REPLAY_LIMIT = 64 * 1024
+_RAY_MASK = (1 << 64) - 1
 
 # Response fields the origin may not pass to visitors (spec §2.3).
 _ORIGIN_ONLY = frozenset(
@@ -88,13 +89,14 @@ class Pipeline:
         self.access_log = access_log
         self.draining = False
         self._loop = asyncio.get_event_loop()
+        self._ray_counter = int.from_bytes(os.urandom(8), "big")
 
     # -- entry points from the client connection ----------------------------------------------
 
     async def handle(self, conn: ClientConnection, head: RequestHead, body: Body | None) -> None:
         runtime = self.runtime
         ex = Exchange(conn, head, body, self._ray(runtime), self._loop.time())
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
             await self._serve(ex, runtime)
         except Exception:
@@ -104,7 +106,7 @@ class Pipeline:
             else:
                 conn.abort()
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
             self._complete(ex, runtime)
 
     def reject(self, conn: ClientConnection, status: int, reason: str) -> None:
@@ -206,7 +208,9 @@ class Pipeline:
         try:
             response: ResponseHead | OriginFailure
             for fresh in (False, True):
-                conn, reused = await origin.acquire(timeouts.connect)
+                # The retry after a dead pooled connection must not take another pooled one:
+                # the origin may have closed them all at once.
+                conn, reused = await origin.acquire(timeouts.connect, reuse=not fresh)
                 if isinstance(conn, OriginFailure):
                     return self._failed(ex, zone, pool, attempt, conn, started)
                 await conn.send(
@@ -291,22 +295,33 @@ class Pipeline:
         ex.status = status
         for response_filter in self.runtime.response_filters:
             response_filter.on_response(ex, headers)
-        client.write(
-            status_line(status)
-            + serialize_headers(headers)
-            + _tail(ex.ray, keep_alive, head.version)
-        )
         chunked = framing == b"chunked"
+        # The head and whatever body already arrived leave in one write (one syscall).
+        pending: list[bytes] | None = [
+            status_line(status) + serialize_headers(headers) + _tail(ex.ray, keep_alive, head.version)
+        ]
 
         def sink(data: bytes) -> None:
             ex.bytes_out += len(data)
-            client.write(chunk(data) if chunked else data)
+            piece = chunk(data) if chunked else data
+            if pending is not None:
+                pending.append(piece)
+                return
+            client.write(piece)
             if client.write_paused:
                 upstream.pause_reading()
 
+        done = upstream.stream_body(sink)
+        finished_early = done.done() and done.result()
+        if finished_early and chunked:
+            pending.append(LAST_CHUNK)
+        client.write(b"".join(pending))
+        pending = None
+        if client.write_paused:
+            upstream.pause_reading()
         client.on_writable = upstream.resume_reading
         client.on_lost = upstream.abort
-        complete = await upstream.stream_body(sink)
+        complete = await done
         client.on_writable = client.on_lost = None
         if pump is not None and not pump.done():
             # The origin answered before taking the whole body: that connection is spent.
@@ -322,7 +337,7 @@ class Pipeline:
             client.abort()
             ex.outcome = Outcome.ORIGIN_ABORT
             return
-        if chunked:
+        if chunked and not finished_early:
             client.write(LAST_CHUNK)
         origin.release(upstream)
         client.finish(keep_alive, ex.body)
@@ -372,7 +387,9 @@ class Pipeline:
             observer.on_complete(ex)
 
     def _ray(self, runtime: Runtime) -> str:
-        return f"{os.urandom(8).hex()}-{runtime.node_id}"
+        # A random per-process start plus a counter: unique per request, no syscall per id.
+        self._ray_counter = (self._ray_counter + 1) & _RAY_MASK
+        return f"{self._ray_counter:016x}-{runtime.node_id}"
 
 
 def _tail(ray: str, keep_alive: bool, version: bytes) -> bytes:

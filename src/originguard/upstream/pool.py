@@ -27,11 +27,11 @@ class Origin:
         return self.enabled and self.weight > 0
 
     async def acquire(
-        self, connect_timeout: float
+        self, connect_timeout: float, reuse: bool = True
     ) -> tuple[OriginConnection | OriginFailure, bool]:
-        """A connection and whether it was reused from the pool."""
+        """A connection and whether it was reused from the pool; `reuse=False` connects anew."""
         idle = self.idle
-        while idle:
+        while reuse and idle:
             conn = idle.pop()
             if not conn.closed:
                 return conn, True

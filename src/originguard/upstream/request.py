@@ -51,6 +51,8 @@ def client_ip(peer_ip: str, head: RequestHead, trusted: Sequence[IpNetwork]) -> 
 
 
 def is_trusted(ip: str, trusted: Sequence[IpNetwork]) -> bool:
+    if not trusted:
+        return False
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
