@@ -214,3 +214,19 @@ class Edge:
         if token:
             headers.append(("Authorization", f"Bearer {token}"))
         return request(self.admin_port, "GET", target, host="127.0.0.1", headers=headers)
+
+
+def private_resolver(workdir: Path) -> list[str] | None:
+    """A command prefix that runs the edge with its own /etc/resolv.conf pointing at
+    127.0.0.1 (where nothing answers DNS), so a name lookup fails without leaving the machine.
+    None when mount namespaces are not available (not root)."""
+    try:
+        probe = subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if probe.returncode != 0:
+        return None
+    resolv = workdir / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions attempts:1 timeout:1\n")
+    script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, str(resolv)]

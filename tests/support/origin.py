@@ -19,6 +19,7 @@ What it answers depends on the path (the query string is ignored):
                            the origin closed just as the edge reused it)
     /echo                  200 with the request body as its body
     /hop                   a response carrying hop-by-hop fields and `Connection: x-secret`
+    /truncated/N           declares Content-Length N, sends half of it, then closes
     anything else          200, body "<name> <METHOD> <target>"
 
 Every response carries `x-origin: <name>`. A HEAD request gets the GET head without a body.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -69,12 +71,13 @@ class OriginError(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)
 class _Conn:
     number: int
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     served: int = 0
+    busy: bool = False
 
 
 class Origin:
@@ -86,7 +89,8 @@ class Origin:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
+        self._conns: set[_Conn] = set()
+        self._stopping = False
         self._holds: dict[str, asyncio.Event] = {}
         self._changed = threading.Condition()
 
@@ -125,21 +129,31 @@ class Origin:
             raise failure[0]
         return self
 
-    def stop(self) -> None:
-        """Stop listening and drop every connection: later connects are refused."""
+    def stop(self, abort: bool = False) -> None:
+        """Stop listening, so later connects are refused. Gracefully (the default), requests
+        being answered finish and idle keep-alive connections are closed; with `abort`, every
+        connection is reset at once, as if the origin crashed."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
 
         async def shut() -> None:
+            self._stopping = True
             if self._server is not None:
                 self._server.close()
+            for conn in list(self._conns):
+                if abort:
+                    conn.writer.transport.abort()
+                elif not conn.busy:
+                    conn.writer.close()
             for event in self._holds.values():
                 event.set()
-            for writer in list(self._open):
-                writer.transport.abort()
-            if self._server is not None:
-                await self._server.wait_closed()
+            for _ in range(500):
+                if not self._conns:
+                    break
+                await asyncio.sleep(0.01)
+            for conn in list(self._conns):
+                conn.writer.transport.abort()
 
         future = asyncio.run_coroutine_threadsafe(shut(), loop)
         try:
@@ -188,12 +202,14 @@ class Origin:
         with self._changed:
             self.connections += 1
             conn = _Conn(self.connections, reader, writer)
-        self._open.add(writer)
+        self._conns.add(conn)
         try:
-            while True:
+            while not self._stopping:
+                conn.busy = False
                 request = await _read_request(reader, conn.number)
                 if request is None:
                     return
+                conn.busy = True
                 with self._changed:
                     self.requests.append(request)
                     self._changed.notify_all()
@@ -204,7 +220,7 @@ class Origin:
         except (ConnectionError, asyncio.IncompleteReadError, OriginError):
             return
         finally:
-            self._open.discard(writer)
+            self._conns.discard(conn)
             writer.close()
 
     async def _answer(self, conn: _Conn, request: SeenRequest) -> bool:
@@ -283,6 +299,10 @@ class Origin:
                 return False
             body = f"first on connection {conn.number}".encode()
             await reply(200, [("content-length", str(len(body)))], body)
+        elif route == "truncated":
+            size = int(arg)
+            await reply(200, [("content-length", str(size))], pattern_bytes(size // 2))
+            return False
         elif route == "echo":
             body = request.body
             kind = request.header("content-type") or "application/octet-stream"
@@ -373,3 +393,40 @@ async def _read_request(reader: asyncio.StreamReader, number: int) -> SeenReques
         connection=number,
         head_bytes=raw,
     )
+
+
+def refused_address() -> str:
+    """host:port of a loopback port nobody listens on (connecting is refused: 521)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"127.0.0.1:{port}"
+
+
+class Blackhole:
+    """A loopback port whose SYNs go unanswered, so connecting times out (522).
+
+    The listener's accept queue (backlog 0) is filled by connections nobody accepts; the
+    kernel then drops new SYNs instead of answering them.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers: list[socket.socket] = []
+        for _ in range(2):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(filler)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        for filler in self.fillers:
+            filler.close()
+        self.listener.close()
