@@ -297,9 +297,8 @@ class Pipeline:
             response_filter.on_response(ex, headers)
         chunked = framing == b"chunked"
         # The head and whatever body already arrived leave in one write (one syscall).
-        pending: list[bytes] | None = [
-            status_line(status) + serialize_headers(headers) + _tail(ex.ray, keep_alive, head.version)
-        ]
+        response_head = status_line(status) + serialize_headers(headers)
+        pending: list[bytes] | None = [response_head + _tail(ex.ray, keep_alive, head.version)]
 
         def sink(data: bytes) -> None:
             ex.bytes_out += len(data)

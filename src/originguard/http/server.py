@@ -74,7 +74,9 @@ class ClientConnection(asyncio.Protocol):
         self._body: Body | None = None
         # Exchanges: the one being answered and those parsed behind it.
         self._pending: deque[tuple[RequestHead, Body | None]] = deque()
-        self._active: asyncio.Task[None] | None = None
+        self._active: asyncio.Task[None] | None = None   # set while a request is answered
+        self._task: asyncio.Task[None] | None = None     # the connection's serving task
+        self._parked: asyncio.Future[tuple[RequestHead, Body | None] | None] | None = None
         self._active_body: Body | None = None
         self._reading_paused = False
         self._write_paused = False
@@ -104,6 +106,9 @@ class ClientConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
         self._pending.clear()
+        parked = self._parked
+        if parked is not None and not parked.done():
+            parked.set_result(None)
         on_lost = self.on_lost
         if on_lost is not None:
             self.on_lost = None
@@ -288,31 +293,54 @@ class ClientConnection(asyncio.Protocol):
     def _start(self, head: RequestHead, body: Body | None) -> None:
         self.deadline = 0.0
         self._active_body = body
-        self._active = self._loop.create_task(self._run(head, body))
+        waiter = self._parked
+        if waiter is not None:
+            # The connection's task is parked waiting for the next request: hand it over.
+            self._parked = None
+            self._active = self._task
+            waiter.set_result((head, body))
+            return
+        self._active = self._task = self._loop.create_task(self._run(head, body))
 
     async def _run(self, head: RequestHead, body: Body | None) -> None:
+        """Answer requests one after another. One task serves the connection's whole life,
+        parking between requests, which is cheaper than a task per request."""
+        next_request: tuple[RequestHead, Body | None] | None = (head, body)
         try:
-            await self._handler(self, head, body)
+            while next_request is not None:
+                try:
+                    await self._handler(self, *next_request)
+                finally:
+                    self._active = None
+                    self._active_body = None
+                    self.on_writable = None
+                    self.on_lost = None
+                next_request = self._next()
+                if next_request is None and not self.closed:
+                    self._parked = self._loop.create_future()
+                    next_request = await self._parked
         finally:
-            self._active = None
-            self._active_body = None
-            self.on_writable = None
-            self.on_lost = None
-            self._next()
+            self._task = None
+            self._parked = None
 
-    def _next(self) -> None:
+    def _next(self) -> tuple[RequestHead, Body | None] | None:
+        """The next pipelined request, if one is already parsed."""
         if self.closed:
-            return
+            return None
         if self._pending:
             head, body = self._pending.popleft()
             if self._reading_paused and len(self._pending) < MAX_PIPELINED // 2:
                 self._resume_reading()
-            self._start(head, body)
-        elif self._in_head:
+            self.deadline = 0.0
+            self._active = self._task
+            self._active_body = body
+            return head, body
+        if self._in_head:
             self.deadline = self._loop.time() + self.limits.head_timeout
             self._deadline_status = 408
         elif self._body is None:
             self._idle()
+        return None
 
     def _idle(self) -> None:
         self.deadline = self._loop.time() + self.limits.keepalive_timeout
