@@ -15,7 +15,7 @@ from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.pipeline import Pipeline, Runtime
-from originguard.routing import Router, all_origins, build_zones
+from originguard.routing import all_origins, build_zones
 from originguard.upstream.pool import Origin
 
 log = logging.getLogger("originguard")
@@ -23,14 +23,18 @@ log = logging.getLogger("originguard")
 SWEEP_SECONDS = 0.25
 
 
-def build_runtime(config: Config, previous: Router | None = None) -> Runtime:
-    """Everything one config decides. Features add their filters here, one line each."""
-    router = build_zones(config, all_origins(previous) if previous else None)
-    return Runtime(
+def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = None) -> Runtime:
+    """Everything one config decides. A feature adds its filters, observers and services here,
+    one line each; `previous` lets it carry state (counters, health, queues) across reloads."""
+    router = build_zones(config, all_origins(previous.router) if previous else None)
+    runtime = Runtime(
         router=router,
         trusted_proxies=tuple(config.trusted_proxies),
         node_id=config.node_id,
     )
+    # Request filters run in this order (spec §0): IP access rules, custom firewall rules,
+    # rate limiting rules, challenge, then the waiting room; the cache sits behind them all.
+    return runtime
 
 
 class Edge:
@@ -67,7 +71,10 @@ class Edge:
 
     async def start(self) -> None:
         self.access_log.open()
-        self.pipeline = Pipeline(build_runtime(self.config), self.metrics, self.access_log)
+        runtime = build_runtime(self.config, self.metrics)
+        self.pipeline = Pipeline(runtime, self.metrics, self.access_log)
+        for service in runtime.services:
+            await service.start()
         await self._listen(self.config.listen)
         self._admin = AdminServer(self)
         await self._admin.start(self.config.admin.listen)
@@ -125,9 +132,13 @@ class Edge:
             log.error("reload rejected: cannot listen: %s", error)
             self.metrics.reloads.labels("rejected").inc()
             return False
-        runtime = build_runtime(config, old_runtime.router)
+        runtime = build_runtime(config, self.metrics, old_runtime)
+        for service in runtime.services:
+            await service.start()
         self.config = config
         self.pipeline.runtime = runtime  # the swap: new exchanges see only the new config
+        for service in old_runtime.services:
+            await service.stop()
         for address in list(self._servers):
             if address not in config.listen:
                 self._servers.pop(address).close()
@@ -170,6 +181,8 @@ class Edge:
         if self._admin is not None:
             await self._admin.stop()
         if self.pipeline is not None:
+            for service in self.pipeline.runtime.services:
+                await service.stop()
             for origin in all_origins(self.pipeline.runtime.router).values():
                 origin.close_all()
         self.access_log.close()

@@ -70,6 +70,14 @@ class Observer(Protocol):
     def on_complete(self, ex: Exchange) -> None: ...
 
 
+class Service(Protocol):
+    """Background work a feature runs while its config is live (health checks, alerting)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Runtime:
     """Everything that one configuration decides; swapped whole on reload."""
@@ -80,6 +88,7 @@ class Runtime:
     request_filters: list[RequestFilter] = field(default_factory=list)
     response_filters: list[ResponseFilter] = field(default_factory=list)
     observers: list[Observer] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
 
 
 class Pipeline:
