@@ -15,6 +15,7 @@ from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.pipeline import Pipeline, Runtime
+from originguard.protect.guard import build_security
 from originguard.routing import all_origins, build_zones
 from originguard.upstream.pool import Origin
 
@@ -34,6 +35,10 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
     )
     # Request filters run in this order (spec §0): IP access rules, custom firewall rules,
     # rate limiting rules, challenge, then the waiting room; the cache sits behind them all.
+    security = build_security(config, metrics, previous.request_filters if previous else ())
+    runtime.request_filters += security.request_filters
+    runtime.response_filters += security.response_filters
+    runtime.observers += security.observers
     return runtime
 
 

@@ -38,6 +38,7 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from originguard.protect.settings import SecuritySettings, check_expressions
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -458,6 +459,10 @@ class Zone(Section):
         default_factory=ZoneTimeouts, description="Origin timeouts for this zone."
     )
     pools: tuple[Pool, ...] = Field(min_length=1, description="The zone's origin pools.")
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings,
+        description="IP access rules, custom rules, rate limits, challenge. See docs/rules.md.",
+    )
 
     @field_validator("hostnames")
     @classmethod
@@ -515,6 +520,18 @@ class Config(Section):
     limits: Limits = Field(default_factory=Limits, description="Client request limits.")
     access_log: AccessLog = Field(default_factory=AccessLog, description="Access log output.")
     zones: tuple[Zone, ...] = Field(min_length=1, description="The zones this edge serves.")
+    lists: dict[Name, tuple[str | int, ...]] = Field(
+        default_factory=dict,
+        description=(
+            "Named lists for rule expressions (`ip.src in $office`): IPs/CIDRs, strings or "
+            "integers. See docs/rules.md."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _rules_compile(self) -> Config:
+        check_expressions([(zone.name, zone.security) for zone in self.zones], self.lists)
+        return self
 
     @field_validator("listen")
     @classmethod

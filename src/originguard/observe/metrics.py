@@ -79,6 +79,21 @@ class Metrics:
             ["status"],
             registry=r,
         )
+        # Block traffic (protect/: IP access, custom rules, rate limits, challenge).
+        self.security_events = Counter(
+            "og_security_events",
+            "Security rule matches, by zone, phase (ip_access, custom, rate_limit, "
+            "under_attack), rule and action taken.",
+            ["zone", "phase", "rule", "action"],
+            registry=r,
+        )
+        self.challenges = Counter(
+            "og_challenge_answers",
+            "Posts to the challenge verify path, by zone and result (passed, failed, "
+            "bad_request).",
+            ["zone", "result"],
+            registry=r,
+        )
 
     def count_request(self, zone: str, status: int, outcome: str, seconds: float) -> None:
         key = (zone, _STATUS_CLASS[status // 100] if status < 600 else "other", outcome)
