@@ -300,7 +300,8 @@ def test_broken_reply_gives_520_and_is_not_retried(
 ) -> None:
     edge = start_edge(site_config(origin_a.address, origin_b.address))
 
-    reply = edge.get(path)
+    # A POST: the origin may have acted on it, so it must never be sent a second time.
+    reply = edge.request("POST", path, body=b"charge card")
 
     assert_edge_page(reply, 520, origin_a.address, origin_b.address, "THIS IS NOT HTTP")
     assert len(origin_a.requests) + len(origin_b.requests) == 1

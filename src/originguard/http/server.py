@@ -69,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
         # Parse state of the message being read.
         self._in_head = False
         self._head_bytes = 0
+        self._head_fields = 0  # bytes of parsed target and fields of the current head
         self._url = b""
         self._headers: Headers = []
         self._body: Body | None = None
@@ -86,6 +87,8 @@ class ClientConnection(asyncio.Protocol):
         self.on_lost: Callable[[], None] | None = None
         self.deadline = 0.0
         self._deadline_status = 0
+        # A parse error behind a request still being answered: sent after it (G1).
+        self._rejected: tuple[int, str] | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -115,7 +118,7 @@ class ClientConnection(asyncio.Protocol):
             on_lost()
 
     def data_received(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self._rejected is not None:
             return
         if self._body is None:
             # Between messages or inside a head: these bytes count against the head limit.
@@ -169,6 +172,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._head_fields = 0
         if not self._active:
             self.deadline = self._loop.time() + self.limits.head_timeout
             self._deadline_status = 408
@@ -183,6 +187,10 @@ class ClientConnection(asyncio.Protocol):
         headers.append((name.lower(), value))
         if len(headers) > self.limits.max_header_count:
             raise Rejection(431, "too many header fields")
+        # Counted here too: a head that arrives in one read is never seen partial.
+        self._head_fields += len(name) + len(value) + 4
+        if self._head_fields + len(self._url) > self.limits.max_head_size:
+            raise Rejection(431, "request head too large")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -223,6 +231,10 @@ class ClientConnection(asyncio.Protocol):
 
     def _build_head(self) -> RequestHead:
         parser = self._parser
+        if parser.should_upgrade():
+            # CONNECT or an Upgrade request: refused before an exchange starts, so nothing is
+            # forwarded (G1). llhttp would stop parsing HTTP after this head anyway.
+            raise Rejection(501, "protocol upgrade and CONNECT are not supported")
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise Rejection(505, "HTTP version not supported")
@@ -335,6 +347,10 @@ class ClientConnection(asyncio.Protocol):
             self._active = self._task
             self._active_body = body
             return head, body
+        if self._rejected is not None:
+            self._on_reject(self, *self._rejected)
+            self.close()
+            return None
         if self._in_head:
             self.deadline = self._loop.time() + self.limits.head_timeout
             self._deadline_status = 408
@@ -393,13 +409,19 @@ class ClientConnection(asyncio.Protocol):
 
     def reject(self, status: int, reason: str) -> None:
         """Answer a request that failed parsing, then close (G1: never resynchronise)."""
-        if self.closed:
+        if self.closed or self._rejected is not None:
+            return
+        if self._active is not None:
+            # Requests parsed before the bad one are still answered in order, then this
+            # rejection, then close; nothing after it is read. A body still arriving is the
+            # bad message's own, so it fails with this status.
+            self._rejected = (status, reason)
+            self._pause_reading()
+            body = self._body
+            if body is not None and not body.done:
+                body.fail(BodyError(status, reason))
             return
         self._pending.clear()
-        if self._active is not None:
-            # A response is under way for an earlier request: closing is the only safe move.
-            self.close()
-            return
         self._on_reject(self, status, reason)
         self.close()
 
@@ -427,6 +449,8 @@ class ClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def _resume_reading(self) -> None:
+        if self._rejected is not None:
+            return
         if self._reading_paused and self.transport is not None and not self.closed:
             self._reading_paused = False
             self.transport.resume_reading()
