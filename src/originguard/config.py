@@ -44,14 +44,20 @@ from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 __all__ = [
     "AccessLog",
     "Admin",
+    "Certificate",
     "Config",
     "ConfigError",
+    "EdgeIdentity",
+    "EdgeTls",
     "Limits",
     "ListenAddress",
     "Origin",
+    "OriginAuth",
+    "OriginTls",
     "Pool",
     "Section",
     "Zone",
+    "ZoneHttps",
     "ZoneTimeouts",
     "OriginConfig",
     "PoolConfig",
@@ -370,6 +376,197 @@ class ZoneTimeouts(Section):
     )
 
 
+TlsMode = Literal["off", "on", "strict"]
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+\Z")
+
+
+def _check_header_name(name: str) -> str:
+    """A header field name (RFC 9110 §5.1 token), lower-cased."""
+    name = name.lower()
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"{name!r} is not a valid header name")
+    return name
+
+
+def _check_readable(path: str) -> str:
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"{path}: file not found or not readable")
+    return path
+
+
+PemFile = Annotated[str, AfterValidator(_check_readable), TypeLabel("file")]
+
+
+def _mode_only(value: object) -> object:
+    """Let ``tls: strict`` stand for ``tls: {mode: strict}``."""
+    return {"mode": value} if isinstance(value, str) else value
+
+
+class OriginTls(Section):
+    """How a pool's connections to its origins are encrypted (spec §1.3, §2.2)."""
+
+    mode: TlsMode = Field(
+        default="off",
+        description=(
+            "`off`: plain TCP. `on`: TLS without checking the origin's certificate (handshake "
+            "failure: 525). `strict`: TLS verifying the chain and the name (invalid "
+            "certificate: 526)."
+        ),
+    )
+    ca_bundle: PemFile | None = Field(
+        default=None,
+        description="PEM file of CA certificates trusted in `strict` mode instead of the system's.",
+    )
+    sni: Annotated[str, AfterValidator(_check_dns_name), TypeLabel("host name")] | None = Field(
+        default=None,
+        description=(
+            "Server name sent in the TLS handshake and verified in `strict` mode. Default: the "
+            "zone's `host_header`, else its first exact hostname, else the origin's host name."
+        ),
+    )
+    client_cert: PemFile | None = Field(
+        default=None,
+        description=(
+            "PEM client certificate the edge presents to origins (Authenticated Origin Pulls); "
+            "`originguard origin certs init` creates one."
+        ),
+    )
+    client_key: PemFile | None = Field(
+        default=None, description="Private key of `client_cert` (PEM, unencrypted)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OriginTls:
+        if (self.client_cert is None) != (self.client_key is None):
+            missing = "client_key" if self.client_key is None else "client_cert"
+            raise _located((missing,), "client_cert and client_key go together")
+        if self.mode == "off":
+            for name in ("ca_bundle", "sni", "client_cert"):
+                if getattr(self, name) is not None:
+                    raise _located((name,), "has no effect with mode off; set mode on or strict")
+        if self.mode == "on" and self.ca_bundle is not None:
+            raise _located(("ca_bundle",), "is only used with mode strict")
+        if self.mode != "off":
+            from originguard.tls import TlsSetupError, origin_context
+
+            try:
+                origin_context(self.mode, self.ca_bundle, self.client_cert, self.client_key)
+            except TlsSetupError as error:
+                raise _located((), str(error)) from None
+        return self
+
+
+class OriginAuth(Section):
+    """A shared secret the edge adds to every request to the zone's origins, for origins that
+    cannot require a client certificate (spec §1.2, application layer)."""
+
+    header: Annotated[str, AfterValidator(_check_header_name), TypeLabel("header name")] = Field(
+        default="og-origin-auth", description="Name of the header carrying the secret."
+    )
+    secret: Secret = Field(
+        description=(
+            "The value, at least 16 characters; give it from the environment: "
+            "`secret: ${OG_ORIGIN_AUTH}`. The origin rejects requests without it."
+        )
+    )
+
+
+class ZoneHttps(Section):
+    """HTTPS for visitors of a zone: "always use HTTPS" and HSTS (RFC 6797)."""
+
+    redirect: bool = Field(
+        default=False, description="Answer requests that arrived over plain HTTP with a redirect."
+    )
+    status: Literal[301, 302, 307, 308] = Field(
+        default=301, description="Status of the redirect (308 keeps the method and body)."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=443, description="Port in the redirect target; 443 is left out of the URL."
+    )
+    hsts_max_age: Duration = Field(
+        default=0.0,
+        ge=0,
+        description="`max-age` of Strict-Transport-Security on HTTPS responses; 0 sends none.",
+    )
+    hsts_include_subdomains: bool = Field(
+        default=False, description="Add `includeSubDomains` to the HSTS header."
+    )
+    hsts_preload: bool = Field(
+        default=False,
+        description="Add `preload` (needs max-age of at least 1 year and includeSubDomains).",
+    )
+
+    @model_validator(mode="after")
+    def _preload_rules(self) -> ZoneHttps:
+        if self.hsts_preload and (
+            self.hsts_max_age < 365 * 86400 or not self.hsts_include_subdomains
+        ):
+            raise _located(
+                ("hsts_preload",),
+                "preload lists require hsts_max_age >= 365d and hsts_include_subdomains",
+            )
+        return self
+
+
+class Certificate(Section):
+    """A certificate the edge presents to visitors."""
+
+    cert: PemFile = Field(description="PEM file: the certificate followed by its chain.")
+    key: PemFile = Field(description="PEM file: the private key (unencrypted).")
+    hostnames: tuple[ZoneHostname, ...] = Field(
+        default=(),
+        description="SNI names this certificate answers; default: the DNS names in it.",
+    )
+
+
+class EdgeTls(Section):
+    """TLS listeners for visitors, one certificate per host name chosen by SNI."""
+
+    listen: Annotated[tuple[ListenAddress, ...], BeforeValidator(_one_or_many)] = Field(
+        default=(), description="Where the edge accepts TLS connections: `host:port` or a list."
+    )
+    certificates: tuple[Certificate, ...] = Field(
+        default=(),
+        description=(
+            "Certificates by host name; the first one is also the default for clients that "
+            "send no or an unknown SNI name. Reloaded on SIGHUP."
+        ),
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2", description="Oldest TLS version accepted."
+    )
+    handshake_timeout: Duration = Field(
+        default=10.0, gt=0, description="Deadline for a client's TLS handshake."
+    )
+
+    @model_validator(mode="after")
+    def _loadable(self) -> EdgeTls:
+        if self.listen and not self.certificates:
+            raise _located(("certificates",), "TLS listeners need at least one certificate")
+        from originguard.tls import TlsSetupError, certificate_names, server_context
+
+        for index, certificate in enumerate(self.certificates):
+            try:
+                server_context(certificate.cert, certificate.key, self.min_version)
+                if not certificate.hostnames:
+                    certificate_names(certificate.cert)
+            except TlsSetupError as error:
+                raise _located(("certificates", index), str(error)) from None
+        return self
+
+
+class EdgeIdentity(Section):
+    """What origins should know about the edge itself."""
+
+    egress_addresses: tuple[IPvAnyNetwork, ...] = Field(
+        default=(),
+        description=(
+            "Addresses (or CIDRs) the edge connects to origins from, IPv4 and IPv6; "
+            "`originguard origin allowlist` turns them into firewall rules."
+        ),
+    )
+
+
 class Origin(Section):
     """One origin server."""
 
@@ -422,6 +619,10 @@ class Pool(Section):
     max_idle_connections: Count = Field(
         default=32, description="Idle connections kept open per origin for reuse."
     )
+    tls: Annotated[OriginTls, BeforeValidator(_mode_only)] = Field(
+        default_factory=OriginTls,
+        description="TLS to the origins: `off`, `on`, `strict` or a mapping with `mode` etc.",
+    )
     origins: tuple[Origin, ...] = Field(min_length=1, description="The pool's origins.")
 
     @field_validator("origins")
@@ -457,6 +658,12 @@ class Zone(Section):
     )
     timeouts: ZoneTimeouts = Field(
         default_factory=ZoneTimeouts, description="Origin timeouts for this zone."
+    )
+    https: ZoneHttps = Field(
+        default_factory=ZoneHttps, description="HTTPS redirect and HSTS for visitors."
+    )
+    origin_auth: OriginAuth | None = Field(
+        default=None, description="Shared-secret header sent to this zone's origins."
     )
     pools: tuple[Pool, ...] = Field(min_length=1, description="The zone's origin pools.")
     security: SecuritySettings = Field(
@@ -520,6 +727,19 @@ class Config(Section):
     limits: Limits = Field(default_factory=Limits, description="Client request limits.")
     access_log: AccessLog = Field(default_factory=AccessLog, description="Access log output.")
     zones: tuple[Zone, ...] = Field(min_length=1, description="The zones this edge serves.")
+    tls: EdgeTls = Field(default_factory=EdgeTls, description="TLS listeners and certificates.")
+    edge: EdgeIdentity = Field(
+        default_factory=EdgeIdentity, description="The edge as its origins see it."
+    )
+
+    @model_validator(mode="after")
+    def _listeners_distinct(self) -> Config:
+        for index, address in enumerate(self.tls.listen):
+            if address in self.listen:
+                raise _located(
+                    ("tls", "listen", index), f"{address} is also a plain HTTP listener"
+                )
+        return self
     lists: dict[Name, tuple[str | int, ...]] = Field(
         default_factory=dict,
         description=(

@@ -27,6 +27,8 @@ class OriginError(int, Enum):
     CONNECT_TIMEOUT = 522  # no TCP connection within the connect timeout
     UNREACHABLE = 523      # no route, or the origin name does not resolve
     TIMEOUT = 524          # connected, request sent, no response head in time
+    TLS_HANDSHAKE = 525    # TLS to the origin failed before any request byte was sent
+    TLS_INVALID_CERT = 526  # strict mode: the origin's certificate did not verify
 
     @property
     def kind(self) -> str:
@@ -39,4 +41,6 @@ _KINDS = {
     OriginError.CONNECT_TIMEOUT: "connect_timeout",
     OriginError.UNREACHABLE: "unreachable",
     OriginError.TIMEOUT: "response_timeout",
+    OriginError.TLS_HANDSHAKE: "tls_handshake_failed",
+    OriginError.TLS_INVALID_CERT: "tls_invalid_certificate",
 }

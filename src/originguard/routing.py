@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from originguard.tls import pool_tls
 from originguard.upstream.balancer import Balancer
 from originguard.upstream.pool import Origin
 
@@ -32,6 +33,17 @@ class ZoneRuntime:
         self.failover_codes = frozenset(config.failover_codes)
         self.host_header = config.host_header.encode() if config.host_header else None
         self.timeouts = config.timeouts
+        # Header lines every request to this zone's origins carries (the shared secret).
+        self.origin_headers = b""
+        if config.origin_auth is not None:
+            secret = config.origin_auth.secret.get_secret_value().encode()
+            self.origin_headers = config.origin_auth.header.encode() + b": " + secret + b"\r\n"
+
+    def with_origin_headers(self, request_head: bytes) -> bytes:
+        """`request_head` (ending in the blank line) with the zone's origin header lines."""
+        if not self.origin_headers:
+            return request_head
+        return request_head[:-2] + self.origin_headers + b"\r\n"
 
     def active_pool(self) -> PoolRuntime | None:
         """The first usable pool in configured order (health-aware steering plugs in here)."""
@@ -76,6 +88,7 @@ def build_zones(config: Config, previous: Mapping[str, Origin] | None = None) ->
         pools = []
         for pool_config in zone_config.pools:
             origins = []
+            tls_for = pool_tls(pool_config.tls, zone_config.host_header, zone_config.hostnames)
             for origin_config in pool_config.origins:
                 origin = Origin(
                     origin_config.address,
@@ -84,8 +97,9 @@ def build_zones(config: Config, previous: Mapping[str, Origin] | None = None) ->
                     float(origin_config.weight),
                     origin_config.enabled,
                     pool_config.max_idle_connections,
+                    tls_for(origin_config.host),
                 )
-                key = origin_key(zone_config.name, pool_config.name, origin.address)
+                key = _pooled_key(zone_config.name, pool_config.name, origin)
                 old = previous.get(key) if previous else None
                 if old is not None:
                     origin.adopt(old)
@@ -99,9 +113,16 @@ def origin_key(zone: str, pool: str, address: str) -> str:
     return f"{zone}/{pool}/{address}"
 
 
+def _pooled_key(zone: str, pool: str, origin: Origin) -> str:
+    """Which origins may hand idle connections to their successor on reload: the same origin
+    with the same TLS settings (a plain connection must never serve a TLS pool)."""
+    key = origin_key(zone, pool, origin.address)
+    return key if origin.tls is None else f"{key}|{origin.tls.identity}"
+
+
 def all_origins(router: Router) -> dict[str, Origin]:
     return {
-        origin_key(zone.name, pool.name, origin.address): origin
+        _pooled_key(zone.name, pool.name, origin): origin
         for zone in router.zones
         for pool in zone.pools
         for origin in pool.origins

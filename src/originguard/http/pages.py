@@ -52,6 +52,17 @@ _EXPLANATIONS: dict[int, tuple[str, str]] = {
         "The origin accepted the request but sent no response in time. "
         "Look for slow requests on the origin or raise timeouts.response_head.",
     ),
+    525: (
+        "The secure connection to the web server failed.",
+        "The TLS handshake between the edge and the origin failed: the origin does not speak "
+        "TLS on this port, offers no common protocol version or cipher, or rejected the "
+        "edge's client certificate. Check the pool's tls settings and the origin's TLS setup.",
+    ),
+    526: (
+        "The web server's certificate is invalid.",
+        "In strict mode the origin's certificate must be valid: not expired, issued by a CA "
+        "in the pool's ca_bundle (or the system store), and naming the pool's SNI host.",
+    ),
     530: (
         "No origin is available for this site.",
         "Every pool of this zone is disabled or has no enabled origin.",

@@ -2,7 +2,7 @@
 
 Failures are values, named by the code the edge shows for them (spec §2.2): a refused connect
 is 521, a connect timeout 522, no route or no name 523, a broken response 520, no response
-head in time 524.
+head in time 524; over TLS, a failed handshake 525 and a certificate that does not verify 526.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import ssl
 from collections.abc import Callable
 
 import httptools
@@ -39,8 +40,15 @@ class OriginFailure:
 
 
 async def connect(
-    host: str, port: int, timeout: float, on_close: Callable[[OriginConnection], None]
+    host: str,
+    port: int,
+    timeout: float,
+    on_close: Callable[[OriginConnection], None],
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
 ) -> OriginConnection | OriginFailure:
+    """A connection to host:port, over TLS when `tls` is given (SNI `server_hostname`, else
+    `host`). TCP and the TLS handshake each get `timeout`, so a 522 and a 525 stay apart."""
     loop = asyncio.get_running_loop()
     try:
         _, conn = await asyncio.wait_for(
@@ -60,6 +68,38 @@ async def connect(
         if error.errno == errno.ECONNREFUSED:
             return OriginFailure(OriginError.REFUSED, "connection refused", sent=False)
         return OriginFailure(OriginError.UNREACHABLE, f"connect failed: {error}", sent=False)
+    if tls is not None:
+        return await _start_tls(conn, tls, server_hostname or host, timeout)
+    return conn
+
+
+async def _start_tls(
+    conn: OriginConnection, context: ssl.SSLContext, server_hostname: str, timeout: float
+) -> OriginConnection | OriginFailure:
+    """Upgrade a fresh connection to TLS. Spec §2.2: 526 when the certificate does not verify
+    (strict mode), 525 for any other handshake failure (plain-text port, no common version or
+    cipher, a reset or silence during the handshake). Nothing was sent: both may fail over."""
+    raw = conn.transport
+    assert raw is not None
+    try:
+        transport = await asyncio.get_running_loop().start_tls(
+            raw, conn, context, server_hostname=server_hostname, ssl_handshake_timeout=timeout
+        )
+    except ssl.SSLCertVerificationError as error:
+        raw.abort()
+        conn.closed = True
+        detail = f"origin certificate invalid: {error.verify_message}"
+        return OriginFailure(OriginError.TLS_INVALID_CERT, detail, sent=False)
+    except (OSError, TimeoutError) as error:  # ssl.SSLError is an OSError
+        raw.abort()
+        conn.closed = True
+        detail = f"TLS handshake failed: {error}" if str(error) else "TLS handshake failed"
+        return OriginFailure(OriginError.TLS_HANDSHAKE, detail, sent=False)
+    if transport is None:
+        raw.abort()
+        conn.closed = True
+        return OriginFailure(OriginError.TLS_HANDSHAKE, "TLS handshake failed", sent=False)
+    conn.transport = transport
     return conn
 
 

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from originguard.upstream.connection import OriginConnection, OriginFailure, connect
+
+if TYPE_CHECKING:
+    from originguard.tls import OriginTlsRuntime
 
 
 class Origin:
     """One origin (host:port) of a pool, with its idle connections and live counters."""
 
     def __init__(
-        self, address: str, host: str, port: int, weight: float, enabled: bool, max_idle: int
+        self,
+        address: str,
+        host: str,
+        port: int,
+        weight: float,
+        enabled: bool,
+        max_idle: int,
+        tls: OriginTlsRuntime | None = None,
     ) -> None:
         self.address = address
         self.host = host
@@ -17,6 +29,7 @@ class Origin:
         self.weight = weight
         self.enabled = enabled
         self.max_idle = max_idle
+        self.tls = tls  # None: plain TCP
         self.in_flight = 0
         self.idle: list[OriginConnection] = []
         self.open: set[OriginConnection] = set()
@@ -35,7 +48,18 @@ class Origin:
             conn = idle.pop()
             if not conn.closed:
                 return conn, True
-        conn_or_failure = await connect(self.host, self.port, connect_timeout, self._forget)
+        tls = self.tls
+        if tls is None:
+            conn_or_failure = await connect(self.host, self.port, connect_timeout, self._forget)
+        else:
+            conn_or_failure = await connect(
+                self.host,
+                self.port,
+                connect_timeout,
+                self._forget,
+                tls.context,
+                tls.server_hostname,
+            )
         if isinstance(conn_or_failure, OriginConnection):
             self.open.add(conn_or_failure)
         return conn_or_failure, False
