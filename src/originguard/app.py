@@ -15,6 +15,7 @@ from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.pipeline import Pipeline, Runtime
+from originguard.protect.waiting_room.runtime import attach as attach_waiting_rooms
 from originguard.protect.guard import build_security
 from originguard.routing import all_origins, build_zones
 from originguard.upstream.pool import Origin
@@ -39,6 +40,8 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
     runtime.request_filters += security.request_filters
     runtime.response_filters += security.response_filters
     runtime.observers += security.observers
+    # Waiting room: last of the guards; keeps its room state and admin overrides over reloads.
+    attach_waiting_rooms(runtime, config, metrics, previous)
     return runtime
 
 

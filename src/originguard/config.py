@@ -39,6 +39,7 @@ from pydantic import (
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from originguard.protect.settings import SecuritySettings, check_expressions
+from originguard.protect.waiting_room.section import WaitingRoomSection, ZoneWaitingRooms
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -669,6 +670,10 @@ class Zone(Section):
     security: SecuritySettings = Field(
         default_factory=SecuritySettings,
         description="IP access rules, custom rules, rate limits, challenge. See docs/rules.md.",
+    )
+    waiting_room: ZoneWaitingRooms = Field(
+        default_factory=WaitingRoomSection,
+        description="Waiting rooms and their ticket keys. See docs/waiting-room.md.",
     )
 
     @field_validator("hostnames")

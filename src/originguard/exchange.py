@@ -41,3 +41,4 @@ class Exchange:
     upstream_seconds: float = 0.0
     cache_status: str = ""
     reason: str = ""                      # why the edge answered locally, for the log
+    waiting_room_cookie: bytes = b""      # Set-Cookie value of the visitor's room ticket

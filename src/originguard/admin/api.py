@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from originguard.config import ListenAddress
+from originguard.protect.waiting_room.admin import add_routes as add_waiting_room_routes
 
 if TYPE_CHECKING:
     from originguard.app import Edge
@@ -30,6 +31,7 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
+        add_waiting_room_routes(app, lambda: self.edge.runtime, lambda: self.edge.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, listen.host, listen.port)

@@ -94,6 +94,42 @@ class Metrics:
             ["zone", "result"],
             registry=r,
         )
+        # Waiting rooms (protect/waiting_room): gauges refreshed from the room state by its
+        # monitor service and on admin status reads; counters only off the admitted path.
+        room = ["zone", "room"]
+        self.waiting_room_active_users = Gauge(
+            "og_waiting_room_active_users", "Visitors holding a live session.", room, registry=r
+        )
+        self.waiting_room_queued_users = Gauge(
+            "og_waiting_room_queued_users", "Visitors holding a place in line.", room, registry=r
+        )
+        self.waiting_room_admission_rate = Gauge(
+            "og_waiting_room_admissions_per_minute",
+            "New admissions per minute, averaged over the last 5 complete minutes.",
+            room,
+            registry=r,
+        )
+        self.waiting_room_estimated_wait = Gauge(
+            "og_waiting_room_estimated_wait_seconds",
+            "Estimated wait of the last visitor in line; 0 with no queue, -1 when unknown.",
+            room,
+            registry=r,
+        )
+        self.waiting_room_admissions = Counter(
+            "og_waiting_room_admissions", "New visitors admitted.", room, registry=r
+        )
+        self.waiting_room_queued_responses = Counter(
+            "og_waiting_room_queue_pages",
+            "Requests answered with the queue page or JSON status.",
+            room,
+            registry=r,
+        )
+        self.waiting_room_turned_away = Counter(
+            "og_waiting_room_turned_away",
+            "Requests answered with the reject page (queueing_method: reject).",
+            room,
+            registry=r,
+        )
 
     def count_request(self, zone: str, status: int, outcome: str, seconds: float) -> None:
         key = (zone, _STATUS_CLASS[status // 100] if status < 600 else "other", outcome)

@@ -176,18 +176,29 @@ class _Room:
     pruned_at: int = 0  # minute of the last counter pruning
 
     def expire(self, now: float) -> None:
+        # Each live session and place has one heap entry. Renewals only move `expires_at` /
+        # `last_refresh`; an entry that comes due early is pushed back with the later deadline,
+        # so the heaps stay as large as the room, not as the number of requests it served.
         while self.session_deadlines and self.session_deadlines[0][0] <= now:
-            deadline, visitor = heapq.heappop(self.session_deadlines)
+            _, visitor = heapq.heappop(self.session_deadlines)
             session = self.sessions.get(visitor)
-            if session is not None and session.expires_at == deadline:
+            if session is None:
+                continue
+            if session.expires_at <= now:
                 del self.sessions[visitor]
-                _bump(self.departures, minute_of(deadline))
+                _bump(self.departures, minute_of(session.expires_at))
+            else:
+                heapq.heappush(self.session_deadlines, (session.expires_at, visitor))
         while self.place_deadlines and self.place_deadlines[0][0] <= now:
             _, visitor = heapq.heappop(self.place_deadlines)
             place = self.places.get(visitor)
+            if place is None:
+                continue
             # spec §9.2: a place is held 5 min after the last refresh, then dropped.
-            if place is not None and place.last_refresh + QUEUE_GRACE <= now:
+            if place.last_refresh + QUEUE_GRACE <= now:
                 self.leave_queue(visitor)
+            else:
+                heapq.heappush(self.place_deadlines, (place.last_refresh + QUEUE_GRACE, visitor))
         current = minute_of(now)
         if current != self.pruned_at:
             self.pruned_at = current
@@ -206,9 +217,8 @@ class _Room:
         heapq.heappush(self.place_deadlines, (now + QUEUE_GRACE, visitor))
         return place
 
-    def refresh(self, visitor: bytes, place: _Place, now: float) -> None:
-        place.last_refresh = now
-        heapq.heappush(self.place_deadlines, (now + QUEUE_GRACE, visitor))
+    def refresh(self, place: _Place, now: float) -> None:
+        place.last_refresh = now  # its heap entry is pushed back when it comes due (expire)
 
     def leave_queue(self, visitor: bytes) -> None:
         place = self.places.pop(visitor)
@@ -231,11 +241,10 @@ class _Room:
         self.sessions[visitor] = _Session(accepted_at, expires_at)
         heapq.heappush(self.session_deadlines, (expires_at, visitor))
 
-    def renew(self, visitor: bytes, session: _Session, limits: Limits, now: float) -> None:
+    def renew(self, session: _Session, limits: Limits, now: float) -> None:
         if not limits.session_renewal:
             return
-        session.expires_at = now + limits.session_duration
-        heapq.heappush(self.session_deadlines, (session.expires_at, visitor))
+        session.expires_at = now + limits.session_duration  # heap entry moves lazily
 
     def shuffle(self, group_size: int, now: float, rng: random.Random) -> None:
         """Lottery at event start: the pre-queue in random order, released group by group."""
@@ -295,7 +304,7 @@ class MemoryRoomState:
         session = state.sessions.get(visitor.id)
         if session is not None:
             # An admitted visitor costs a dictionary hit: counting activity is all that happens.
-            state.renew(visitor.id, session, limits, now)
+            state.renew(session, limits, now)
             return self._placement(state, limits, visitor.id, now, admitted=True, new=False)
 
         place = state.places.get(visitor.id)
@@ -310,7 +319,7 @@ class MemoryRoomState:
                 return self._placement(state, limits, visitor.id, now, admitted=True, new=False)
 
         if place is not None:
-            state.refresh(visitor.id, place, now)
+            state.refresh(place, now)
             if now - place.last_attempt < REFRESH_INTERVAL:
                 return self._placement(state, limits, visitor.id, now, admitted=False, new=False)
         bucket = place.bucket if place is not None else visitor.bucket

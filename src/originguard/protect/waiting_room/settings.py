@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from originguard.units import TypeLabel
+
 from . import template
 
 _T = TypeVar("_T")
@@ -62,7 +64,7 @@ def parse_duration(value: object) -> object:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration)]
+Seconds = Annotated[float, BeforeValidator(parse_duration), TypeLabel("duration")]
 # spec §9.1: session_duration is 1–30 minutes.
 SessionDuration = Annotated[Seconds, Field(ge=1 * MINUTE, le=30 * MINUTE)]
 # spec §9.1 requires ≥ 200 for both limits. Cloudflare needs that floor because every data centre
@@ -133,12 +135,24 @@ class Event(_Model):
     )
     suspended: bool = Field(default=False, description="A suspended event never activates.")
     # Overrides; None = inherit from the room (spec §9.5).
-    total_active_users: UserCount | None = None
-    new_users_per_minute: UserCount | None = None
-    session_duration: SessionDuration | None = None
-    disable_session_renewal: bool | None = None
-    queueing_method: QueueingMethod | None = None
-    custom_page_html: PageHtml | None = None
+    total_active_users: UserCount | None = Field(
+        default=None, description="Override during the event (set with new_users_per_minute)."
+    )
+    new_users_per_minute: UserCount | None = Field(
+        default=None, description="Override during the event (set with total_active_users)."
+    )
+    session_duration: SessionDuration | None = Field(
+        default=None, description="Override during the event."
+    )
+    disable_session_renewal: bool | None = Field(
+        default=None, description="Override during the event."
+    )
+    queueing_method: QueueingMethod | None = Field(
+        default=None, description="Override during the event; `reject` = a maintenance page."
+    )
+    custom_page_html: PageHtml | None = Field(
+        default=None, description="Override of the queue page during the event."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Event:
@@ -210,8 +224,12 @@ class RoomSettings(_Model):
     custom_page_html: PageHtml | None = Field(
         default=None, description="Mustache-style template for the queue page; None = default."
     )
-    events: tuple[Event, ...] = Field(default=(), max_length=MAX_EVENTS)
-    bypass: Bypass = Field(default_factory=Bypass)
+    events: tuple[Event, ...] = Field(
+        default=(), max_length=MAX_EVENTS, description="Scheduled events (at most 5, no overlap)."
+    )
+    bypass: Bypass = Field(
+        default_factory=Bypass, description="Traffic that skips the room entirely."
+    )
 
     @field_validator("host")
     @classmethod
