@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -279,3 +281,28 @@ def test_a_reload_with_a_bad_rule_keeps_the_old_rules(start_edge: Any, origin: O
     assert "reload rejected" in log and 'rule "typo"' in log
     assert edge.get("/admin").status == 403
     assert edge.get("/fine").status == 200
+
+
+# -- a real browser ------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the chromium binary")
+def test_headless_chromium_passes_the_js_challenge_and_reaches_the_origin(
+    start_edge: Any, origin: Origin, tmp_path: Path
+) -> None:
+    security = {"under_attack": True, "challenge": {"secret": "browser-secret-0123456789",
+                                                    "difficulty": 12}}  # fmt: skip
+    edge = start_edge(edge_config(origin, security))
+    browser = subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--host-resolver-rules=MAP site.test 127.0.0.1:{edge.port}",
+            "--virtual-time-budget=15000", "--dump-dom", "http://site.test/hello",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # The challenge page's script solved the proof of work, posted it, got the cookie and was
+    # sent back: the DOM is the origin's answer, and the origin saw the page once.
+    assert "s1 GET /hello" in browser.stdout, browser.stdout + browser.stderr
+    assert seen(origin, "/hello") == 1
