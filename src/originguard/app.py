@@ -18,6 +18,7 @@ from originguard.pipeline import Pipeline, Runtime
 from originguard.protect.waiting_room.runtime import attach as attach_waiting_rooms
 from originguard.protect.guard import build_security
 from originguard.routing import all_origins, build_zones
+from originguard.tls import EdgeTlsListener, HttpsPolicy, TlsSetupError, build_store
 from originguard.upstream.pool import Origin
 
 log = logging.getLogger("originguard")
@@ -34,6 +35,11 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
         trusted_proxies=tuple(config.trusted_proxies),
         node_id=config.node_id,
     )
+    # "Always use HTTPS" answers before any guard; HSTS marks HTTPS responses (tls.py).
+    https = HttpsPolicy({zone.name: zone.https for zone in config.zones})
+    if https.is_active:
+        runtime.request_filters.append(https)
+        runtime.response_filters.append(https)
     # Request filters run in this order (spec §0): IP access rules, custom firewall rules,
     # rate limiting rules, challenge, then the waiting room; the cache sits behind them all.
     security = build_security(config, metrics, previous.request_filters if previous else ())
@@ -57,6 +63,8 @@ class Edge:
         self.pipeline: Pipeline | None = None
         self.loaded_at = time.time()
         self._servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self._tls_servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self._tls: EdgeTlsListener | None = None
         self._admin: AdminServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._retired: list[Origin] = []
@@ -84,6 +92,7 @@ class Edge:
         for service in runtime.services:
             await service.start()
         await self._listen(self.config.listen)
+        await self._listen_tls(self.config)
         self._admin = AdminServer(self)
         await self._admin.start(self.config.admin.listen)
         self._sweeper = asyncio.create_task(self._sweep())
@@ -92,6 +101,9 @@ class Edge:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
+        if self._tls_servers:
+            tls_bound = [s.getsockname()[:2] for v in self._tls_servers.values() for s in v.sockets]
+            log.info("originguard TLS listening on %s", ", ".join(f"{h}:{p}" for h, p in tls_bound))
         log.info(
             "originguard listening on %s, admin on %s",
             ", ".join(f"{h}:{p}" for h, p in self.bound),
@@ -103,6 +115,37 @@ class Edge:
         return ClientConnection(
             self.pipeline.handle, self.pipeline.reject, self.config.limits, self.connections
         )
+
+    def _new_tls_connection(self) -> ClientConnection:
+        conn = self._new_connection()
+        conn.scheme = b"https"
+        return conn
+
+    async def _listen_tls(self, config: Config) -> None:
+        """Load the certificates (raises TlsSetupError) and open new TLS listeners. Listeners
+        share one context whose SNI callback reads the store, so a reload swaps certificates
+        without reopening a socket."""
+        store = build_store(config.tls)
+        if store is None:
+            return
+        if self._tls is None:
+            self._tls = EdgeTlsListener(store, config.tls.min_version)
+        else:
+            self._tls.store = store
+            self._tls.set_min_version(config.tls.min_version)
+        loop = asyncio.get_running_loop()
+        for address in config.tls.listen:
+            if address in self._tls_servers:
+                continue
+            self._tls_servers[address] = await loop.create_server(
+                self._new_tls_connection,
+                address.host,
+                address.port,
+                ssl=self._tls.context,
+                ssl_handshake_timeout=config.tls.handshake_timeout,
+                backlog=2048,
+                reuse_address=True,
+            )
 
     async def _listen(self, addresses: tuple[ListenAddress, ...]) -> None:
         loop = asyncio.get_running_loop()
@@ -140,6 +183,12 @@ class Edge:
             log.error("reload rejected: cannot listen: %s", error)
             self.metrics.reloads.labels("rejected").inc()
             return False
+        try:
+            await self._listen_tls(config)  # certificates are read again: SIGHUP rotates them
+        except (TlsSetupError, OSError) as error:
+            log.error("reload rejected: TLS: %s", error)
+            self.metrics.reloads.labels("rejected").inc()
+            return False
         runtime = build_runtime(config, self.metrics, old_runtime)
         for service in runtime.services:
             await service.start()
@@ -150,6 +199,9 @@ class Edge:
         for address in list(self._servers):
             if address not in config.listen:
                 self._servers.pop(address).close()
+        for address in list(self._tls_servers):
+            if address not in config.tls.listen:
+                self._tls_servers.pop(address).close()
         kept = set(all_origins(runtime.router))
         for key, origin in old_origins.items():
             if key not in kept:
@@ -169,7 +221,7 @@ class Edge:
         """Stop accepting, let in-flight exchanges finish up to the drain deadline, then close."""
         assert self.pipeline is not None
         self.pipeline.draining = True
-        for server in self._servers.values():
+        for server in [*self._servers.values(), *self._tls_servers.values()]:
             server.close()
         deadline = asyncio.get_running_loop().time() + self.config.limits.drain_timeout
         while asyncio.get_running_loop().time() < deadline:
@@ -184,7 +236,7 @@ class Edge:
     async def stop(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for server in self._servers.values():
+        for server in [*self._servers.values(), *self._tls_servers.values()]:
             server.close()
         if self._admin is not None:
             await self._admin.stop()

@@ -10,6 +10,7 @@ import uvloop
 
 from originguard.config import ConfigError, dump, load
 from originguard.dns.commands import dns
+from originguard.origin.commands import origin
 
 
 def _setup_logging(level: str) -> None:
@@ -58,6 +59,7 @@ def demo(port: int, admin_port: int) -> None:
 
 
 main.add_command(dns)
+main.add_command(origin)
 
 
 def _load_or_exit(config_path: str):  # type: ignore[no-untyped-def]

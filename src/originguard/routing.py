@@ -35,14 +35,24 @@ class ZoneRuntime:
         self.timeouts = config.timeouts
         # Header lines every request to this zone's origins carries (the shared secret).
         self.origin_headers = b""
+        self._origin_header_start = b""
         if config.origin_auth is not None:
+            name = config.origin_auth.header.encode()
             secret = config.origin_auth.secret.get_secret_value().encode()
-            self.origin_headers = config.origin_auth.header.encode() + b": " + secret + b"\r\n"
+            self.origin_headers = name + b": " + secret + b"\r\n"
+            self._origin_header_start = b"\r\n" + name + b":"
 
     def with_origin_headers(self, request_head: bytes) -> bytes:
         """`request_head` (ending in the blank line) with the zone's origin header lines."""
         if not self.origin_headers:
             return request_head
+        if self._origin_header_start in request_head:
+            # A client's copy of the secret header never reaches the origin (names on the
+            # upstream head are lower-case, as parsed).
+            prefix = self._origin_header_start[2:]
+            lines = request_head[:-4].split(b"\r\n")
+            kept = [line for line in lines if not line.startswith(prefix)]
+            request_head = b"\r\n".join(kept) + b"\r\n\r\n"
         return request_head[:-2] + self.origin_headers + b"\r\n"
 
     def active_pool(self) -> PoolRuntime | None:

@@ -131,6 +131,9 @@ class EdgeTlsListener:
         self.context.set_alpn_protocols(["http/1.1"])
         self.context.sni_callback = self._on_server_name
 
+    def set_min_version(self, min_version: str) -> None:
+        self.context.minimum_version = _VERSIONS[min_version]
+
     def _on_server_name(
         self, connection: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: object
     ) -> None:
