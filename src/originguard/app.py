@@ -11,6 +11,7 @@ from pathlib import Path
 
 from originguard.admin.api import AdminServer
 from originguard.config import Config, ConfigError, ListenAddress, load
+from originguard.health.service import build_health
 from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
@@ -48,6 +49,12 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
     runtime.observers += security.observers
     # Waiting room: last of the guards; keeps its room state and admin overrides over reloads.
     attach_waiting_rooms(runtime, config, metrics, previous)
+    # Origin health: probes and alert delivery (service), passive outlier detection and alert
+    # windows (observer), the __oglb affinity cookie (response filter).
+    health = build_health(config, router, metrics, previous.services if previous else ())
+    runtime.services.append(health)
+    runtime.observers.append(health)
+    runtime.response_filters.append(health)
     return runtime
 
 

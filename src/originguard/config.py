@@ -40,6 +40,7 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from originguard.protect.settings import SecuritySettings, check_expressions
 from originguard.protect.waiting_room.section import WaitingRoomSection, ZoneWaitingRooms
+from originguard.health.settings import HealthSettings, LoadBalancerSettings
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -667,6 +668,13 @@ class Zone(Section):
         default=None, description="Shared-secret header sent to this zone's origins."
     )
     pools: tuple[Pool, ...] = Field(min_length=1, description="The zone's origin pools.")
+    load_balancer: LoadBalancerSettings | None = Field(
+        default=None,
+        description=(
+            "Health-aware steering over `pools` (referenced by name): failover order, "
+            "fallback pool, affinity, outlier detection, slow start. See docs/health.md."
+        ),
+    )
     security: SecuritySettings = Field(
         default_factory=SecuritySettings,
         description="IP access rules, custom rules, rate limits, challenge. See docs/rules.md.",
@@ -675,6 +683,18 @@ class Zone(Section):
         default_factory=WaitingRoomSection,
         description="Waiting rooms and their ticket keys. See docs/waiting-room.md.",
     )
+
+    @model_validator(mode="after")
+    def _balanced_pools_exist(self) -> Zone:
+        if self.load_balancer is not None:
+            names = {pool.name for pool in self.pools}
+            for index, policy in enumerate(self.load_balancer.pools):
+                if policy.name not in names:
+                    raise _located(
+                        ("load_balancer", "pools", index, "name"),
+                        f"pool {policy.name!r} is not one of the zone's pools {sorted(names)}",
+                    )
+        return self
 
     @field_validator("hostnames")
     @classmethod
@@ -732,6 +752,10 @@ class Config(Section):
     limits: Limits = Field(default_factory=Limits, description="Client request limits.")
     access_log: AccessLog = Field(default_factory=AccessLog, description="Access log output.")
     zones: tuple[Zone, ...] = Field(min_length=1, description="The zones this edge serves.")
+    health: HealthSettings = Field(
+        default_factory=HealthSettings,
+        description="Monitors, standalone health checks and origin alerts. See docs/health.md.",
+    )
     tls: EdgeTls = Field(default_factory=EdgeTls, description="TLS listeners and certificates.")
     edge: EdgeIdentity = Field(
         default_factory=EdgeIdentity, description="The edge as its origins see it."
@@ -756,6 +780,19 @@ class Config(Section):
     @model_validator(mode="after")
     def _rules_compile(self) -> Config:
         check_expressions([(zone.name, zone.security) for zone in self.zones], self.lists)
+        return self
+
+    @model_validator(mode="after")
+    def _monitors_exist(self) -> Config:
+        for z, zone in enumerate(self.zones):
+            if zone.load_balancer is None:
+                continue
+            for p, policy in enumerate(zone.load_balancer.pools):
+                if policy.monitor is not None and policy.monitor not in self.health.monitors:
+                    raise _located(
+                        ("zones", z, "load_balancer", "pools", p, "monitor"),
+                        f"monitor {policy.monitor!r} is not defined under health.monitors",
+                    )
         return self
 
     @field_validator("listen")

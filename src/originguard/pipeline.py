@@ -181,9 +181,10 @@ class Pipeline:
         exclude: list[Origin] = []
         failure: OriginFailure | None = None
         while True:
-            origin = pool.balancer.select(ex.client_ip, exclude)
-            if origin is None:
+            picked = zone.select(ex, pool, exclude)
+            if picked is None:
                 break
+            pool, origin = picked
             result = await self._attempt(ex, zone, pool, origin, request + payload, replayable)
             if result is None:
                 return

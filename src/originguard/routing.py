@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 from originguard.tls import pool_tls
@@ -11,6 +11,8 @@ from originguard.upstream.pool import Origin
 
 if TYPE_CHECKING:
     from originguard.config import Config, PoolConfig, ZoneConfig
+    from originguard.exchange import Exchange
+    from originguard.upstream.health_view import Steering
 
 
 class PoolRuntime:
@@ -33,6 +35,7 @@ class ZoneRuntime:
         self.failover_codes = frozenset(config.failover_codes)
         self.host_header = config.host_header.encode() if config.host_header else None
         self.timeouts = config.timeouts
+        self.steering: Steering | None = None  # the zone's load balancer (health/service.py)
         # Header lines every request to this zone's origins carries (the shared secret).
         self.origin_headers = b""
         self._origin_header_start = b""
@@ -56,11 +59,23 @@ class ZoneRuntime:
         return request_head[:-2] + self.origin_headers + b"\r\n"
 
     def active_pool(self) -> PoolRuntime | None:
-        """The first usable pool in configured order (health-aware steering plugs in here)."""
+        """The pool for a new request: the load balancer's pick, else the first usable pool."""
+        if self.steering is not None:
+            return self.steering.active_pool()
         for pool in self.pools:
             if pool.is_usable:
                 return pool
         return None
+
+    def select(
+        self, ex: Exchange, pool: PoolRuntime, exclude: Collection[Origin]
+    ) -> tuple[PoolRuntime, Origin] | None:
+        """The pool and origin for the next attempt (affinity and cross-pool failover live in
+        the load balancer); None when no (further) attempt may be made."""
+        if self.steering is not None:
+            return self.steering.select(ex, pool, exclude)
+        origin = pool.balancer.select(ex.client_ip, exclude)
+        return None if origin is None else (pool, origin)
 
 
 class Router:

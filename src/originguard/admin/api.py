@@ -11,6 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from originguard.config import ListenAddress
+from originguard.health.service import find_health
 from originguard.protect.waiting_room.admin import add_routes as add_waiting_room_routes
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/health/alerts", self._health_alerts)
         add_waiting_room_routes(app, lambda: self.edge.runtime, lambda: self.edge.metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -76,6 +79,25 @@ class AdminServer:
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(status_document(self.edge))
+
+    async def _health(self, request: web.Request) -> web.Response:
+        """Origin, pool and balancer health with the last N probe results (?results=N)."""
+        health = find_health(self.edge.runtime.services)
+        results = _int_query(request, "results", 10)
+        return web.json_response(health.document(results) if health else {"zones": []})
+
+    async def _health_alerts(self, request: web.Request) -> web.Response:
+        """Alert history, newest first (?limit=N), with each delivery's result."""
+        health = find_health(self.edge.runtime.services)
+        limit = _int_query(request, "limit", 50)
+        return web.json_response({"alerts": health.alerts_document(limit) if health else []})
+
+
+def _int_query(request: web.Request, name: str, default: int) -> int:
+    try:
+        return max(0, min(1000, int(request.query.get(name, default))))
+    except ValueError:
+        return default
 
 
 def status_document(edge: Edge) -> dict[str, Any]:

@@ -125,6 +125,10 @@ class AlertEngine:
         self._passive: dict[Key, _Passive] = {}
         self._pending: list[Alert] = []
 
+    def reconfigure(self, settings: AlertSettings) -> None:
+        """New thresholds after a reload; the counted traffic and firing alerts stay."""
+        self._settings = settings
+
     def record(self, zone: str, origin: str, status: int, now: float) -> None:
         """Count one proxied response (status 521/522/523 for edge connect failures)."""
         for key in ((zone, None), (zone, origin)):

@@ -45,6 +45,19 @@ class PoolOutliers:
         self._settings = settings
         self._records = {origin: _Record() for origin in origins}
 
+    @property
+    def settings(self) -> OutlierSettings:
+        return self._settings
+
+    @property
+    def origins(self) -> list[str]:
+        return list(self._records)
+
+    def ejected_until(self, origin: str) -> float | None:
+        """When the origin's current or last ejection ends, None if it was never ejected."""
+        entry = self._records.get(origin)
+        return None if entry is None or entry.ejections == 0 else entry.ejected_until
+
     def record(self, origin: str, status: int, now: float) -> Ejection | None:
         """Count one real response; return an ejection if this one tipped the origin over."""
         entry = self._records.get(origin)

@@ -32,6 +32,7 @@ class Job:
     interval: float
     cap: float  # hard limit on one probe run, retries included
     timeout_reason: FailureReason = FailureReason.HTTP_TIMEOUT
+    first_delay: float | None = None  # None: a random point of the first interval
 
 
 def job_for(key: str, monitor: MonitorSettings) -> Job:
@@ -96,7 +97,8 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, job: Job) -> None:
-        await self._sleep(self._rng.uniform(0.0, job.interval))
+        first = job.first_delay
+        await self._sleep(self._rng.uniform(0.0, job.interval) if first is None else first)
         while True:
             started = self._clock()
             result = await self._bounded(job)

@@ -245,6 +245,10 @@ class LoadBalancerSettings(_Model):
     pools: list[PoolPolicy] = Field(min_length=1, description="In failover order.")
     fallback_pool: str | None = Field(default=None, description="None = the last pool listed.")
     steering: Literal["off", "random", "least_outstanding_requests"] = "off"
+    failover_across_pools: bool = Field(
+        default=False,
+        description="Spec §3: the failover retry may use another pool when this one has none.",
+    )
     affinity: AffinitySettings = Field(default_factory=lambda: AffinitySettings())
     outlier: OutlierSettings = Field(default_factory=lambda: OutlierSettings())
     slow_start: SlowStartSettings = Field(default_factory=lambda: SlowStartSettings())
@@ -288,6 +292,9 @@ class AlertSettings(_Model):
     passive_monitoring: bool = Field(default=True, description="Spec §4.2 521 alert (not tunable).")
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     max_attempts: int = Field(default=3, ge=1, le=10, description="Delivery attempts per webhook.")
+    evaluate_every: Duration = Field(
+        default=10.0, ge=0.1, le=300.0, description="How often alert rules are evaluated."
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> AlertSettings:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -77,6 +83,45 @@ class Metrics:
             "og_rejected_requests",
             "Requests refused before routing (malformed, too large, too slow), by status.",
             ["status"],
+            registry=r,
+        )
+        # Origin health (health/service.py): probes, pool state, ejections, alerts.
+        self.origin_healthy = Gauge(
+            "og_origin_healthy",
+            "1 if the origin's last health state is healthy, 0 if unhealthy or unknown; "
+            "standalone checks use zone \"checks\" and the check name as pool.",
+            ["zone", "pool", "origin"],
+            registry=r,
+        )
+        self.pool_serving = Gauge(
+            "og_pool_serving",
+            "1 if the pool may take traffic (healthy, degraded or unmonitored), by zone and pool.",
+            ["zone", "pool"],
+            registry=r,
+        )
+        self.health_checks = Counter(
+            "og_health_checks",
+            "Health probes run, by zone, pool and result (ok or the failure reason).",
+            ["zone", "pool", "result"],
+            registry=r,
+        )
+        self.health_check_seconds = Histogram(
+            "og_health_check_seconds",
+            "Health probe latency (retries included), by zone and pool.",
+            ["zone", "pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outlier_ejections = Counter(
+            "og_outlier_ejections",
+            "Origins taken out by passive outlier detection, by zone, pool and origin.",
+            ["zone", "pool", "origin"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "og_alerts",
+            "Origin alerts raised, by kind and delivery result (delivered, failed, logged).",
+            ["kind", "result"],
             registry=r,
         )
         # Block traffic (protect/: IP access, custom rules, rate limits, challenge).

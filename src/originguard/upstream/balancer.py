@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from originguard.upstream.pool import Origin
+
+if TYPE_CHECKING:
+    from originguard.upstream.health_view import OriginView
 
 
 class Balancer:
@@ -18,9 +22,16 @@ class Balancer:
         self.steering = steering
         self._rng = rng or random.Random()
         self._current = [0.0] * len(self.origins)  # smooth weighted round robin state
+        self.view: OriginView | None = None  # origin health, set when the zone has a balancer
 
     def select(self, client_ip: str, exclude: Collection[Origin] = ()) -> Origin | None:
-        candidates = [o for o in self.origins if o.is_usable and o not in exclude]
+        view = self.view
+        if view is None:
+            candidates = [o for o in self.origins if o.is_usable and o not in exclude]
+        else:
+            # Health first (unhealthy and ejected origins drop out), then the retry's exclusion.
+            usable = view.usable([o for o in self.origins if o.is_usable])
+            candidates = [o for o in usable if o not in exclude]
         if not candidates:
             return None
         if len(candidates) == 1:
@@ -31,15 +42,19 @@ class Balancer:
         if steering == "least_outstanding_requests":
             return self._least_outstanding(candidates)
         if steering == "hash":
-            return _rendezvous(candidates, client_ip)
+            return _rendezvous(candidates, client_ip, self.weight)
         return self._weighted_random(candidates)
+
+    def weight(self, origin: Origin) -> float:
+        """The origin's weight now: its configured one, or slow start's share of it."""
+        return origin.weight if self.view is None else self.view.weight(origin)
 
     def _weighted_random(self, candidates: list[Origin]) -> Origin:
         # Share = weight / sum of the candidates' weights (spec §6.5).
-        total = sum(o.weight for o in candidates)
-        point = self._rng.random() * total
-        for origin in candidates:
-            point -= origin.weight
+        weights = [self.weight(o) for o in candidates]
+        point = self._rng.random() * sum(weights)
+        for origin, weight in zip(candidates, weights, strict=True):
+            point -= weight
             if point < 0:
                 return origin
         return candidates[-1]
@@ -52,8 +67,9 @@ class Balancer:
         for index, origin in enumerate(self.origins):
             if origin not in candidates:
                 continue
-            self._current[index] += origin.weight
-            total += origin.weight
+            weight = self.weight(origin)
+            self._current[index] += weight
+            total += weight
             if best_index < 0 or self._current[index] > self._current[best_index]:
                 best_index = index
         self._current[best_index] -= total
@@ -64,7 +80,7 @@ class Balancer:
         best: list[Origin] = []
         best_score = math.inf
         for origin in candidates:
-            score = (origin.in_flight + 1) / origin.weight
+            score = (origin.in_flight + 1) / max(self.weight(origin), 1e-9)
             if score < best_score:
                 best, best_score = [origin], score
             elif score == best_score:
@@ -72,7 +88,9 @@ class Balancer:
         return best[0] if len(best) == 1 else self._rng.choice(best)
 
 
-def _rendezvous(candidates: list[Origin], client_ip: str) -> Origin:
+def _rendezvous(
+    candidates: list[Origin], client_ip: str, weight: Callable[[Origin], float]
+) -> Origin:
     """Weighted rendezvous hashing: the same client IP keeps its origin while it is usable,
     and removing one origin moves only that origin's clients."""
     best = candidates[0]
@@ -82,7 +100,7 @@ def _rendezvous(candidates: list[Origin], client_ip: str) -> Origin:
             f"{client_ip}|{origin.address}".encode(), digest_size=8
         ).digest()
         unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)
-        score = -origin.weight / math.log(unit)
+        score = -weight(origin) / math.log(unit)
         if score > best_score:
             best, best_score = origin, score
     return best
