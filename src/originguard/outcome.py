@@ -16,7 +16,8 @@ class Outcome(StrEnum):
     BAD_REQUEST = "bad_request"          # malformed request answered locally (4xx/5xx)
     CLIENT_ABORT = "client_abort"        # the client went away before the response finished
     ORIGIN_ABORT = "origin_abort"        # the origin broke off mid-body after the head went out
-    LOCAL = "local"                      # answered by an edge feature (cache, rule, room)
+    LOCAL = "local"                      # answered by an edge feature (rule, room, redirect)
+    CACHED = "cached"                    # answered from the cache
 
 
 class OriginError(int, Enum):
@@ -29,6 +30,7 @@ class OriginError(int, Enum):
     TIMEOUT = 524          # connected, request sent, no response head in time
     TLS_HANDSHAKE = 525    # TLS to the origin failed before any request byte was sent
     TLS_INVALID_CERT = 526  # strict mode: the origin's certificate did not verify
+    NO_ORIGIN = 530        # no usable pool or origin for the zone
 
     @property
     def kind(self) -> str:
@@ -43,4 +45,5 @@ _KINDS = {
     OriginError.TIMEOUT: "response_timeout",
     OriginError.TLS_HANDSHAKE: "tls_handshake_failed",
     OriginError.TLS_INVALID_CERT: "tls_invalid_certificate",
+    OriginError.NO_ORIGIN: "no_origin",
 }

@@ -85,7 +85,8 @@ class Origin:
         self.name = name
         self.port = 0
         self.requests: list[SeenRequest] = []
-        self.connections = 0
+        self.connections = 0  # accepted since start or the last forget()
+        self._numbered = 0  # numbers connections for the record; never reset
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -201,10 +202,15 @@ class Origin:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with self._changed:
             self.connections += 1
-            conn = _Conn(self.connections, reader, writer)
+            self._numbered += 1
+            conn = _Conn(self._numbered, reader, writer)
         self._conns.add(conn)
         try:
-            while not self._stopping:
+            # A connection accepted before the listener closed gets its first request answered,
+            # as a graceful server drains its accept queue; later ones end at stop.
+            first = True
+            while first or not self._stopping:
+                first = False
                 conn.busy = False
                 request = await _read_request(reader, conn.number)
                 if request is None:

@@ -113,6 +113,7 @@ class OriginConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.exchanges = 0            # responses completed on this connection
+        self.counted = False          # the exchange on it counts in its origin's in-flight
         self.idle_since = 0.0
         self.deadline = 0.0
         self.read_timeout = 120.0

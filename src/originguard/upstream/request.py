@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from originguard.http.messages import RequestHead
+from originguard.http.messages import Headers, RequestHead
 from originguard.http.wire import HOP_BY_HOP, connection_tokens, split_list
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -63,6 +63,7 @@ def is_trusted(ip: str, trusted: Sequence[IpNetwork]) -> bool:
 def build_head(
     head: RequestHead,
     *,
+    headers: Headers | None = None,
     host: bytes,
     peer_ip: str,
     visitor_ip: str,
@@ -71,12 +72,15 @@ def build_head(
     ray: bytes,
     body_length: int | None,
 ) -> bytes:
-    """Serialise the upstream request head. `body_length` None with a body means chunked."""
-    named = connection_tokens(head.headers)
+    """Serialise the upstream request head. `body_length` None with a body means chunked.
+    `headers` replaces the client's fields (the cache drops conditionals on a fill)."""
+    if headers is None:
+        headers = head.headers
+    named = connection_tokens(headers)
     incoming_xff: list[bytes] = []
     lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, _origin_target(head), host)]
     append = lines.append
-    for name, value in head.headers:
+    for name, value in headers:
         if name in HOP_BY_HOP or name in _REGENERATED or name in named:
             if name == b"x-forwarded-for" and peer_trusted:
                 incoming_xff.append(value)

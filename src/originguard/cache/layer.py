@@ -1,0 +1,389 @@
+"""The cache at run time: one shared store and collapser, and per zone its rules.
+
+The pipeline drives the phases (lookup → collapse → fetch → store → respond); this module
+answers each phase's question with a value: what the lookup found, what to send from a stored
+entry, whether a response may be stored, which entries an unsafe request invalidates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from originguard.cache import policy
+from originguard.cache.collapse import Collapser
+from originguard.cache.control import cache_control, first, values
+from originguard.cache.key import CacheKeyRule, QueryMode, make_key
+from originguard.cache.policy import (
+    CacheLevel,
+    CacheRule,
+    CacheStatus,
+    EdgeTTLMode,
+    NotStorable,
+    StaleUse,
+    StatusTTL,
+    Storable,
+)
+from originguard.cache.ranges import Ignore, Unsatisfiable
+from originguard.cache.settings import CacheRuleSettings, CacheSettings, CacheStoreSettings
+from originguard.cache.store import Entry, MemoryStore
+from originguard.http.messages import Headers, Response, ResponseHead
+from originguard.protect.rules import Expression, RequestView, compile_expression
+
+if TYPE_CHECKING:
+    from originguard.exchange import Exchange
+
+Clock = Callable[[], float]
+
+# Fields of a stored response that are re-made for every delivery.
+_NOT_REPLAYED = frozenset({b"content-length", b"transfer-encoding", b"age", b"cache-tag"})
+# Client conditionals and ranges are answered from the full stored object, never forwarded.
+_FILL_DROPPED = frozenset(
+    {b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match",
+     b"if-unmodified-since"}
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Lookup:
+    """What the cache found for a request, as a value the pipeline acts on.
+
+    status: HIT (serve `entry`), UPDATING (serve stale `entry`, refresh in the background),
+    EXPIRED (revalidate `entry` with the origin), MISS (fetch and maybe store), DYNAMIC
+    (not eligible: plain proxying)."""
+
+    status: CacheStatus
+    key: bytes = b""
+    rule: CacheRule = policy.DEFAULT_RULE
+    browser_ttl: float | None = None
+    entry: Entry | None = None
+    age: float = 0.0
+
+
+DYNAMIC = Lookup(CacheStatus.DYNAMIC)
+
+
+class SharedCache:
+    """State shared by every zone and kept across reloads: storage, in-flight fills."""
+
+    def __init__(self, settings: CacheStoreSettings) -> None:
+        self.settings = settings
+        self.store = MemoryStore(settings.memory)
+        self.collapser = Collapser()
+        self.refreshing: set[bytes] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    settings: CacheRuleSettings
+    expression: Expression | None
+    key_rule: CacheKeyRule | None
+
+
+class ZoneCache:
+    def __init__(self, settings: CacheSettings, shared: SharedCache, clock: Clock = time.time):
+        self.settings = settings
+        self.shared = shared
+        self.store = shared.store
+        self.collapser = shared.collapser
+        self.clock = clock
+        self._default = CacheRule(
+            level=CacheLevel(settings.level),
+            serve_stale_while_updating=settings.serve_stale_while_updating,
+            always_online=settings.always_online,
+            respect_strong_etags=settings.respect_strong_etags,
+            cache_deception_armor=settings.cache_deception_armor,
+            max_object_size=settings.max_object_size,
+        )
+        self._default_key = CacheKeyRule(
+            query=QueryMode.NONE if settings.level == "simplified" else QueryMode.ALL
+        )
+        self._rules = [_compile(rule) for rule in settings.rules]
+
+    # -- lookup -----------------------------------------------------------------------------------
+
+    def lookup(self, ex: Exchange) -> Lookup:
+        head = ex.head
+        rule, key_rule, browser_ttl = self._effective(ex)
+        eligibility = policy.is_eligible(
+            head.method, head.path, rule, query=head.query, has_body=ex.body is not None
+        )
+        if not eligibility.eligible:
+            return DYNAMIC
+        key = make_key(ex.conn.scheme, head.host, head.path, head.query, head.headers, key_rule)
+        entry = self.store.get(key, head.headers)
+        if entry is None:
+            return Lookup(CacheStatus.MISS, key, rule, browser_ttl)
+        now = self.clock()
+        age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+        request_cc = cache_control(head.headers)
+        if policy.is_fresh(entry.lifetime, age, request_cc):
+            return Lookup(CacheStatus.HIT, key, rule, browser_ttl, entry, age)
+        entry_cc = cache_control(entry.headers)
+        if not request_cc.no_cache and policy.may_serve_stale(
+            entry_cc, entry.lifetime, age, StaleUse.WHILE_REVALIDATE, rule
+        ):
+            return Lookup(CacheStatus.UPDATING, key, rule, browser_ttl, entry, age)
+        return Lookup(CacheStatus.EXPIRED, key, rule, browser_ttl, entry, age)
+
+    def _effective(self, ex: Exchange) -> tuple[CacheRule, CacheKeyRule, float | None]:
+        rule, key_rule, browser_ttl = self._default, self._default_key, None
+        if not self._rules:
+            return rule, key_rule, browser_ttl
+        view: RequestView | None = None
+        for compiled in self._rules:
+            match = compiled.settings.when
+            path = ex.head.path.decode("latin-1")
+            if match.path_prefix and not path.startswith(match.path_prefix):
+                continue
+            if match.extension and policy.extension(ex.head.path).decode(
+                "latin-1"
+            ) not in match.extension:
+                continue
+            if compiled.expression is not None:
+                view = view or request_view(ex)
+                if not compiled.expression.evaluate(view):
+                    continue
+            rule = _apply(rule, compiled.settings)
+            if compiled.key_rule is not None:
+                key_rule = compiled.key_rule
+            if compiled.settings.browser_ttl is not None:
+                browser_ttl = compiled.settings.browser_ttl
+        return rule, key_rule, browser_ttl
+
+    # -- requests to the origin -------------------------------------------------------------------
+
+    def fill_request_headers(self, lookup: Lookup, headers: Headers) -> Headers:
+        """The request headers for a cache fill: client conditionals and ranges removed (the
+        full object is fetched and they are answered from it), and the stored validators
+        added when an expired entry is revalidated."""
+        kept = [(name, value) for name, value in headers if name not in _FILL_DROPPED]
+        if lookup.entry is not None:
+            kept.extend(policy.revalidation_headers(lookup.entry.headers))
+        return kept
+
+    # -- storing ----------------------------------------------------------------------------------
+
+    def storability(
+        self, lookup: Lookup, ex: Exchange, response: ResponseHead, response_time: float
+    ) -> Storable | NotStorable:
+        return policy.storability(
+            response.status,
+            ex.head.headers,
+            response.headers,
+            lookup.rule,
+            path=ex.head.path,
+            response_time=response_time,
+        )
+
+    def store_response(
+        self,
+        lookup: Lookup,
+        ex: Exchange,
+        status: int,
+        headers: Headers,
+        body: bytes,
+        decision: Storable,
+        request_time: float,
+        response_time: float,
+    ) -> Entry | None:
+        """Store a complete origin response; the entry, or None when the store refused it."""
+        stored = policy.storable_headers(headers, decision)
+        tags = policy.parse_cache_tags(values(stored, b"cache-tag"))
+        stored = [(name, value) for name, value in stored if name not in _NOT_REPLAYED]
+        vary = policy.vary_names(headers) or ()
+        entry = Entry(
+            key=lookup.key,
+            status=status,
+            headers=stored,
+            body=body,
+            stored_at=response_time,
+            request_time=request_time,
+            response_time=response_time,
+            host=ex.head.host,
+            path=ex.head.path,
+            variant=policy.vary_key(vary, ex.head.headers) if vary else b"",
+            vary=vary,
+            tags=tags,
+            lifetime=policy.freshness_lifetime(
+                status, headers, lookup.rule, response_time=response_time
+            ),
+        )
+        return entry if self.store.put(entry) else None
+
+    def revalidated(
+        self, lookup: Lookup, headers_304: Headers, request_time: float, response_time: float
+    ) -> Entry:
+        """The stored entry refreshed by a 304 (RFC 9111 §4.3.4), stored again."""
+        assert lookup.entry is not None
+        old = lookup.entry
+        merged = [
+            (name, value)
+            for name, value in policy.merge_304(old.headers, headers_304)
+            if name not in _NOT_REPLAYED
+        ]
+        entry = replace(
+            old,
+            headers=merged,
+            stored_at=response_time,
+            request_time=request_time,
+            response_time=response_time,
+            lifetime=policy.freshness_lifetime(
+                old.status, merged, lookup.rule, response_time=response_time
+            ),
+        )
+        self.store.put(entry)
+        return entry
+
+    def may_serve_stale_on_error(self, lookup: Lookup) -> bool:
+        entry = lookup.entry
+        if entry is None:
+            return False
+        return policy.may_serve_stale(
+            cache_control(entry.headers),
+            entry.lifetime,
+            policy.current_age(
+                entry.headers, entry.request_time, entry.response_time, self.clock()
+            ),
+            StaleUse.IF_ERROR,
+            lookup.rule,
+        )
+
+    # -- responses --------------------------------------------------------------------------------
+
+    def respond(self, lookup: Lookup, entry: Entry, ex: Exchange, status: CacheStatus) -> Response:
+        """A response made from a stored entry: conditionals (304/412), ranges (206/416),
+        Age and the cache status headers. HEAD is handled by the caller (no body sent)."""
+        now = self.clock()
+        age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+        headers = list(entry.headers)
+        if not lookup.rule.respect_strong_etags:
+            headers = policy.weaken_etags(headers)
+        headers.append((b"age", policy.age_header(age)))
+        self._browser_ttl(lookup, headers)
+        headers += self.status_headers(status, ttl=entry.lifetime - age)
+        request = ex.head.headers
+        condition = policy.evaluate_conditional(
+            request, entry.headers, now, stored_status=entry.status, stored_at=entry.stored_at
+        )
+        if condition is not None and entry.status == 200:
+            kept = [(n, v) for n, v in headers if n not in (b"content-type", b"content-range")]
+            return Response(condition, kept if condition == 304 else _plain(headers), b"")
+        body = entry.body
+        range_value = first(request, b"range")
+        if entry.status == 200 and range_value is not None and ex.head.method == b"GET":
+            if_range = first(request, b"if-range")
+            if if_range is None or policy.if_range_matches(if_range, entry.headers):
+                ranges = policy.parse_range(range_value, len(body))
+                if isinstance(ranges, Unsatisfiable):
+                    headers.append((b"content-range", policy.unsatisfied_range(len(body))))
+                    return Response(416, headers, b"")
+                if not isinstance(ranges, Ignore):
+                    return _partial(headers, body, ranges)
+        return Response(entry.status, headers, body)
+
+    def status_headers(
+        self, status: CacheStatus, *, ttl: float | None = None, stored: bool = False
+    ) -> Headers:
+        return [
+            (b"og-cache-status", status.header_value),
+            (b"cache-status", policy.cache_status_header(status, ttl=ttl, stored=stored)),
+        ]
+
+    def client_headers(self, lookup: Lookup, headers: Headers, status: CacheStatus, stored: bool):
+        """Finish the headers of a response passed through from the origin."""
+        self._browser_ttl(lookup, headers)
+        headers += self.status_headers(status, stored=stored)
+
+    def _browser_ttl(self, lookup: Lookup, headers: Headers) -> None:
+        if lookup.browser_ttl is None:
+            return
+        headers[:] = [(n, v) for n, v in headers if n not in (b"cache-control", b"expires")]
+        headers.append((b"cache-control", b"max-age=%d" % int(lookup.browser_ttl)))
+
+    # -- invalidation and purge -------------------------------------------------------------------
+
+    def invalidate(self, ex: Exchange, status: int, headers: Headers) -> int:
+        """RFC 9111 §4.4: a successful unsafe request invalidates its URI (and same-host
+        Location / Content-Location)."""
+        targets = policy.invalidation_targets(
+            ex.head.method, status, ex.conn.scheme, ex.head.host, ex.head.uri, headers
+        )
+        removed = 0
+        for target in targets:
+            removed += self.store.purge_prefix(target.host, target.path)
+        return removed
+
+
+def _compile(settings: CacheRuleSettings) -> _CompiledRule:
+    expression = None
+    if settings.when.expression is not None:
+        expression = compile_expression(settings.when.expression)
+    key_rule = None
+    if settings.key is not None:
+        key = settings.key
+        key_rule = CacheKeyRule(
+            query=QueryMode(key.query),
+            query_params=frozenset(p.encode() for p in key.query_params),
+            sort_query=key.sort_query,
+            headers=tuple(h.lower().encode() for h in key.headers),
+            cookies=tuple(c.encode() for c in key.cookies),
+            include_host=key.host,
+            device_type=key.device_type,
+        )
+    return _CompiledRule(settings, expression, key_rule)
+
+
+def _apply(rule: CacheRule, settings: CacheRuleSettings) -> CacheRule:
+    changes: dict[str, object] = {}
+    if settings.cache is not None:
+        changes["eligible"] = settings.cache
+    if settings.edge_ttl_mode is not None:
+        changes["edge_ttl_mode"] = EdgeTTLMode(settings.edge_ttl_mode)
+    if settings.edge_ttl is not None:
+        changes["edge_ttl"] = int(settings.edge_ttl)
+    if settings.status_ttl:
+        changes["status_ttls"] = tuple(
+            StatusTTL(*entry.bounds, int(entry.ttl)) for entry in settings.status_ttl
+        )
+    for name in ("serve_stale_while_updating", "respect_strong_etags", "cache_deception_armor"):
+        value = getattr(settings, name)
+        if value is not None:
+            changes[name] = value
+    return replace(rule, **changes) if changes else rule  # type: ignore[arg-type]
+
+
+def _plain(headers: Headers) -> Headers:
+    return [(n, v) for n, v in headers if n not in (b"etag", b"last-modified")]
+
+
+def _partial(headers: Headers, body: bytes, ranges: list[tuple[int, int]]) -> Response:
+    if len(ranges) == 1:
+        start, end = ranges[0]
+        headers.append((b"content-range", policy.content_range(start, end, len(body))))
+        return Response(206, headers, body[start : end + 1])
+    content_type = first(headers, b"content-type")
+    boundary = os.urandom(12).hex().encode()
+    multipart_type, multipart = policy.multipart_byteranges(body, ranges, content_type, boundary)
+    kept = [(n, v) for n, v in headers if n != b"content-type"]
+    kept.append((b"content-type", multipart_type))
+    return Response(206, kept, multipart)
+
+
+def request_view(ex: Exchange) -> RequestView:
+    head = ex.head
+    return RequestView(
+        scheme=ex.conn.scheme.decode(),
+        host=head.host.decode("latin-1"),
+        method=head.method.decode("latin-1"),
+        path=head.path.decode("latin-1"),
+        query=head.query.decode("latin-1"),
+        uri=head.uri.decode("latin-1"),
+        version="HTTP/" + head.version.decode(),
+        headers=head.headers,
+        client_ip=ipaddress.ip_address(ex.client_ip or "0.0.0.0"),
+    )
