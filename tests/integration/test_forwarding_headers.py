@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.client import Client, build
-from support.edge import Edge, site_config
+from support.edge import Edge, edge_config, site_config, zone_config
 from support.origin import Origin
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,13 @@ def origin() -> Iterator[Origin]:
 
 @pytest.fixture(scope="module")
 def edge(module_edges, origin: Origin) -> Edge:
-    """No trusted proxies: the TCP peer is the visitor."""
-    return module_edges(site_config(origin.address))
+    """No trusted proxies: the TCP peer is the visitor. Zone `override` rewrites Host."""
+    return module_edges(
+        edge_config(
+            zone_config("site", origin.address),
+            zone_config("override", origin.address, host_header="internal.example:8443"),
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -191,18 +196,14 @@ def test_request_that_names_a_regenerated_header_in_connection_keeps_the_edge_co
 
 
 def test_host_header_override_replaces_the_host_sent_to_the_origin(
-    start_edge, origin_a: Origin
+    edge: Edge, origin: Origin
 ) -> None:
-    edge = start_edge(
-        site_config(origin_a.address, zone={"host_header": "internal.example:8443"})
-    )
+    reply = edge.get("/", host="override.test")
 
-    reply = edge.get("/", host="site.test")
-
-    seen = origin_a.requests[0]
+    seen = origin.requests[0]
     assert reply.status == 200
     assert seen.header_values("host") == ["internal.example:8443"]
-    assert seen.header("x-forwarded-host") == "site.test"
+    assert seen.header("x-forwarded-host") == "override.test"
 
 
 def test_response_from_http10_request_keeps_alive_only_when_asked(edge: Edge) -> None:

@@ -350,7 +350,9 @@ def test_get_with_a_body_hiding_a_request_is_forwarded_with_its_length(
     raw = b"GET /echo HTTP/1.1\r\nHost: site.test\r\nContent-Length: %d\r\n\r\n%s" % (
         len(hidden), hidden)
 
-    reply, _ = exchange(edge.port, raw)
+    with Client(edge.port) as client:
+        client.send(raw)
+        reply = client.read_reply()
 
     assert reply.status == 200
     assert [r.target for r in origin.requests] == ["/echo"]

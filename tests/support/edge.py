@@ -31,6 +31,32 @@ class EdgeError(Exception):
     pass
 
 
+def zone_config(
+    name: str, *origins: str, pool: dict[str, Any] | None = None, **settings: Any
+) -> dict[str, Any]:
+    """Zone `name` serving `name`.test from one round-robin pool `main` of `origins`."""
+    main_pool: dict[str, Any] = {
+        "name": "main",
+        "steering": "round_robin",
+        "origins": [{"address": address} for address in origins],
+    }
+    main_pool.update(pool or {})
+    zone: dict[str, Any] = {"name": name, "hostnames": [f"{name}.test"], "pools": [main_pool]}
+    zone.update(settings)
+    return zone
+
+
+def edge_config(*zones: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """An edge on 127.0.0.1:0 (admin too) serving `zones`; extra top-level keys as given."""
+    config: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "admin": {"listen": "127.0.0.1:0"},
+        "zones": list(zones),
+    }
+    config.update(top)
+    return config
+
+
 def site_config(
     *origins: str,
     hostnames: Sequence[str] = ("site.test",),
@@ -38,22 +64,9 @@ def site_config(
     pool: dict[str, Any] | None = None,
     **top: Any,
 ) -> dict[str, Any]:
-    """One zone `site` with one pool `main` of `origins`; extra keys go where they are named."""
-    main_pool: dict[str, Any] = {
-        "name": "main",
-        "steering": "round_robin",
-        "origins": [{"address": address} for address in origins],
-    }
-    main_pool.update(pool or {})
-    site: dict[str, Any] = {"name": "site", "hostnames": list(hostnames), "pools": [main_pool]}
-    site.update(zone or {})
-    config: dict[str, Any] = {
-        "listen": "127.0.0.1:0",
-        "admin": {"listen": "127.0.0.1:0"},
-        "zones": [site],
-    }
-    config.update(top)
-    return config
+    """One zone `site` (site.test) with one pool `main` of `origins`."""
+    site = zone_config("site", *origins, pool=pool, hostnames=list(hostnames), **(zone or {}))
+    return edge_config(site, **top)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

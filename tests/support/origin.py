@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 KEEP_BODY = 1024 * 1024  # request bodies up to this size are kept whole; bigger ones hashed
 PATTERN = bytes(range(256)) * 256  # 64 KiB of known bytes for generated bodies
@@ -313,6 +314,20 @@ class Origin:
             body = request.body
             kind = request.header("content-type") or "application/octet-stream"
             await reply(200, [("content-type", kind), ("content-length", str(len(body)))], body)
+        elif route == "cacheable":
+            # /cacheable/<name>?h=Name:Value&status=N: a body that changes on every call (the
+            # origin's request count), with the response headers the query asks for; the
+            # origin honours If-None-Match against an `etag` it was asked to send.
+            query = parse_qs(request.target.partition("?")[2])
+            status = int(query.get("status", ["200"])[0])
+            headers = [tuple(h.split(":", 1)) for h in query.get("h", [])]
+            etag = next((v for n, v in headers if n.lower() == "etag"), None)
+            if etag is not None and request.header("if-none-match") == etag:
+                await reply(304, [(n, v) for n, v in headers], b"", reason="Not Modified")
+            else:
+                body = f"{self.name} {arg} #{len(self.requests)}".encode()
+                headers.append(("content-length", str(len(body))))
+                await reply(status, headers, body, reason="Cacheable")
         elif route == "hop":
             body = b"hop"
             await reply(
