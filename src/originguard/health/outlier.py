@@ -79,6 +79,14 @@ class PoolOutliers:
         entry.ejected_until = now + duration
         return Ejection(origin, entry.ejected_until, duration, entry.ejections)
 
+    def reinstate(self, origin: str, now: float) -> None:
+        """End an ejection early [ours]: an active check just saw the origin recover, which is
+        fresher evidence than the failures that ejected it. Slow start ramps from ``now``."""
+        entry = self._records.get(origin)
+        if entry is not None and now < entry.ejected_until:
+            entry.ejected_until = now
+            entry.failures = 0
+
     @property
     def max_ejected(self) -> int:
         share = len(self._records) * self._settings.max_ejection_percent / 100.0

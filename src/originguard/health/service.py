@@ -193,8 +193,12 @@ class HealthService:
         change = self.states[key].observe(result, now)
         if change is None:
             return
+        steering = self.steerings.get(watched.zone)
         if change.old is Health.UNHEALTHY and change.new is Health.HEALTHY:
             self.recovered[key] = now  # slow start ramps from here
+            outliers = steering.outliers.get(watched.pool) if steering else None
+            if outliers is not None:
+                outliers.reinstate(watched.origin, now)
         reason = f": {change.reason}" if change.reason else ""
         log.log(
             logging.INFO if change.new is Health.HEALTHY else logging.WARNING,
@@ -209,7 +213,6 @@ class HealthService:
         self._metrics.origin_healthy.labels(*labels, watched.origin).set(
             1 if change.new is Health.HEALTHY else 0
         )
-        steering = self.steerings.get(watched.zone)
         if steering is not None:
             steering.refresh()
             self._publish_pools(steering)

@@ -151,3 +151,15 @@ def test_alert_loop_delivers_a_health_change_at_once() -> None:
 
     bodies = asyncio.run(run())
     assert len(bodies) == 1 and b'"to": "unhealthy"' in bodies[0]
+
+
+def test_an_active_recovery_ends_an_ejection_and_starts_slow_start() -> None:
+    health, router, _ = service(config(outlier={"consecutive_failures": 1}))
+    health._on_result(KEY, UP, 0.0)
+    health.on_complete(completed(router, ("127.0.0.1:1", 521)))
+    outliers = health.steerings["site"].outliers["main"]
+    assert outliers.is_ejected("127.0.0.1:1", 5000.0)
+    health._on_result(KEY, DOWN, 0.0)
+    health._on_result(KEY, UP, 0.0)
+    assert not outliers.is_ejected("127.0.0.1:1", 5000.0)
+    assert health.recovered[KEY] == 5000.0
