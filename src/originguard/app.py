@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 
 from originguard.admin.api import AdminServer
+from originguard.cache.layer import SharedCache, ZoneCache
 from originguard.config import Config, ConfigError, ListenAddress, load
 from originguard.health.service import build_health
 from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.pipeline import Pipeline, Runtime
-from originguard.protect.waiting_room.runtime import attach as attach_waiting_rooms
 from originguard.protect.guard import build_security
+from originguard.protect.waiting_room.runtime import attach as attach_waiting_rooms
 from originguard.routing import all_origins, build_zones
 from originguard.tls import EdgeTlsListener, HttpsPolicy, TlsSetupError, build_store
 from originguard.upstream.pool import Origin
@@ -36,6 +37,13 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
         trusted_proxies=tuple(config.trusted_proxies),
         node_id=config.node_id,
     )
+    shared_cache = previous.cache if previous is not None else None
+    if shared_cache is None or shared_cache.settings != config.cache:
+        shared_cache = SharedCache(config.cache)
+    runtime.cache = shared_cache
+    for zone in router.zones:
+        if zone.config.cache.enabled:
+            zone.cache = ZoneCache(zone.config.cache, shared_cache)
     # "Always use HTTPS" answers before any guard; HSTS marks HTTPS responses (tls.py).
     https = HttpsPolicy({zone.name: zone.https for zone in config.zones})
     if https.is_active:

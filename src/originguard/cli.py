@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import urllib.error
+import urllib.request
 
 import click
 import uvloop
@@ -60,6 +64,54 @@ def demo(port: int, admin_port: int) -> None:
 
 main.add_command(dns)
 main.add_command(origin)
+
+
+@main.command()
+@click.option("--admin", "admin_url", default="http://127.0.0.1:9090", show_default=True)
+@click.option(
+    "--token-env", default="OG_ADMIN_TOKEN", show_default=True,
+    help="Environment variable holding the admin token.",
+)
+@click.option("--url", "files", multiple=True, help="Purge one URL (repeatable).")
+@click.option("--prefix", "prefixes", multiple=True, help="host/path prefix (repeatable).")
+@click.option("--host", "hosts", multiple=True, help="Every object of a host (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Objects carrying a Cache-Tag (repeatable).")
+@click.option("--everything", is_flag=True, help="Empty the whole cache.")
+def purge(
+    admin_url: str,
+    token_env: str,
+    files: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    hosts: tuple[str, ...],
+    tags: tuple[str, ...],
+    everything: bool,
+) -> None:
+    """Remove cached objects through a running edge's admin API."""
+    document = {
+        "files": list(files),
+        "prefixes": list(prefixes),
+        "hosts": list(hosts),
+        "tags": list(tags),
+        "purge_everything": everything,
+    }
+    request = urllib.request.Request(
+        admin_url.rstrip("/") + "/purge",
+        data=json.dumps(document).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    token = os.environ.get(token_env)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            click.echo(reply.read().decode())
+    except urllib.error.HTTPError as error:
+        click.echo(f"purge refused ({error.code}): {error.read().decode()}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        click.echo(f"cannot reach the admin API at {admin_url}: {error}", err=True)
+        sys.exit(2)
 
 
 def _load_or_exit(config_path: str):  # type: ignore[no-untyped-def]

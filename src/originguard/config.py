@@ -38,9 +38,10 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from originguard.health.settings import HealthSettings, LoadBalancerSettings
 from originguard.protect.settings import SecuritySettings, check_expressions
 from originguard.protect.waiting_room.section import WaitingRoomSection, ZoneWaitingRooms
-from originguard.health.settings import HealthSettings, LoadBalancerSettings
+from originguard.cache.settings import CacheSettings, CacheStoreSettings
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -472,6 +473,14 @@ class OriginAuth(Section):
         )
     )
 
+    @field_validator("secret")
+    @classmethod
+    def _visible_ascii(cls, secret: SecretStr) -> SecretStr:
+        # It is written into the request head: no control characters, no header injection.
+        if not all(33 <= ord(c) <= 126 for c in secret.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces")
+        return secret
+
 
 class ZoneHttps(Section):
     """HTTPS for visitors of a zone: "always use HTTPS" and HSTS (RFC 6797)."""
@@ -668,16 +677,20 @@ class Zone(Section):
         default=None, description="Shared-secret header sent to this zone's origins."
     )
     pools: tuple[Pool, ...] = Field(min_length=1, description="The zone's origin pools.")
+    cache: CacheSettings = Field(
+        default_factory=CacheSettings,
+        description="The zone's cache: defaults and cache rules. See docs/cache.md.",
+    )
+    security: SecuritySettings = Field(
+        default_factory=SecuritySettings,
+        description="IP access rules, custom rules, rate limits, challenge. See docs/rules.md.",
+    )
     load_balancer: LoadBalancerSettings | None = Field(
         default=None,
         description=(
             "Health-aware steering over `pools` (referenced by name): failover order, "
             "fallback pool, affinity, outlier detection, slow start. See docs/health.md."
         ),
-    )
-    security: SecuritySettings = Field(
-        default_factory=SecuritySettings,
-        description="IP access rules, custom rules, rate limits, challenge. See docs/rules.md.",
     )
     waiting_room: ZoneWaitingRooms = Field(
         default_factory=WaitingRoomSection,
@@ -769,6 +782,9 @@ class Config(Section):
                     ("tls", "listen", index), f"{address} is also a plain HTTP listener"
                 )
         return self
+    cache: CacheStoreSettings = Field(
+        default_factory=CacheStoreSettings, description="Cache storage shared by all zones."
+    )
     lists: dict[Name, tuple[str | int, ...]] = Field(
         default_factory=dict,
         description=(

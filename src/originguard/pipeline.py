@@ -13,10 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple, Protocol
 
+from originguard.cache.collapse import Follower, Wait
+from originguard.cache.layer import DYNAMIC, Lookup, SharedCache, ZoneCache
+from originguard.cache.policy import CacheStatus, NotStorable, Storable
+from originguard.cache.store import Entry
 from originguard.exchange import Attempt, Exchange
 from originguard.http.body import Body, BodyError
 from originguard.http.messages import Headers, RequestHead, Response, ResponseHead, header_value
@@ -32,7 +37,7 @@ from originguard.http.wire import (
 )
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
-from originguard.outcome import Outcome
+from originguard.outcome import OriginError, Outcome
 from originguard.routing import PoolRuntime, Router, ZoneRuntime
 from originguard.upstream.connection import OriginConnection, OriginFailure
 from originguard.upstream.pool import Origin
@@ -54,8 +59,10 @@ _ORIGIN_ONLY = frozenset(
         b"x-accel-limit-rate",
         b"x-accel-redirect",
         b"x-accel-expires",
+        b"cache-tag",
     }
 )
+_SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
 class RequestFilter(Protocol):
@@ -89,6 +96,52 @@ class Runtime:
     response_filters: list[ResponseFilter] = field(default_factory=list)
     observers: list[Observer] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
+    cache: SharedCache | None = None
+
+
+class Fetched(NamedTuple):
+    """An origin response whose head has arrived; its body is still on the connection."""
+
+    origin: Origin
+    upstream: OriginConnection
+    response: ResponseHead
+    pump: asyncio.Task[None] | None
+
+    def finish(self) -> None:
+        """The exchange with this origin is over (idempotent): it leaves the in-flight count."""
+        if self.upstream.counted:
+            self.upstream.counted = False
+            self.origin.in_flight -= 1
+
+    def discard(self) -> None:
+        """Drop the response: pool the connection if the message is already complete."""
+        if self.upstream.reusable:
+            self.origin.release(self.upstream)
+        else:
+            self.upstream.abort()
+        self.finish()
+
+    async def read_body(self, limit: int) -> bytes | None:
+        """The whole body when it completes within `limit` bytes, else None."""
+        parts: list[bytes] = []
+        size = 0
+
+        def sink(data: bytes) -> None:
+            nonlocal size
+            size += len(data)
+            if size <= limit:
+                parts.append(data)
+            else:
+                self.upstream.abort()
+
+        complete = await self.upstream.stream_body(sink)
+        if complete and size <= limit:
+            self.origin.release(self.upstream)
+            self.finish()
+            return b"".join(parts)
+        self.upstream.abort()
+        self.finish()
+        return None
 
 
 class Pipeline:
@@ -99,6 +152,7 @@ class Pipeline:
         self.draining = False
         self._loop = asyncio.get_event_loop()
         self._ray_counter = int.from_bytes(os.urandom(8), "big")
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- entry points from the client connection ----------------------------------------------
 
@@ -142,34 +196,67 @@ class Pipeline:
             if response is not None:
                 await self._respond(ex, response, Outcome.LOCAL)
                 return
-        # fetch and deliver
-        await self._proxy(ex, zone, runtime)
+        # lookup
+        cache = zone.cache
+        lookup = cache.lookup(ex) if cache is not None else DYNAMIC
+        if cache is None or lookup.status is CacheStatus.DYNAMIC:
+            await self._proxy(ex, zone, runtime, lookup)
+        elif lookup.status is CacheStatus.HIT:
+            assert lookup.entry is not None
+            await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.HIT)
+        elif lookup.status is CacheStatus.UPDATING:
+            assert lookup.entry is not None
+            self._refresh_in_background(ex, zone, runtime, cache, lookup)
+            await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.UPDATING)
+        else:
+            await self._collapse(ex, zone, runtime, cache, lookup)
 
-    async def _proxy(self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime) -> None:
-        pool = zone.active_pool()
-        if pool is None:
-            await self._answer(ex, 530, Outcome.NO_ORIGIN, "no usable pool")
+    async def _collapse(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
+    ) -> None:
+        """MISS/EXPIRED: concurrent requests for one object make one origin request (the
+        leader's); the others wait for its stored entry, or fetch themselves if it could not
+        be shared or took longer than the lock timeout."""
+        claim = cache.collapser.acquire(lookup.key, cache.settings.lock_timeout)
+        if isinstance(claim, Follower):
+            outcome = await claim.wait()
+            if outcome.kind is Wait.SHARED and outcome.entry is not None:
+                await self._respond_cached(ex, cache, lookup, outcome.entry, CacheStatus.HIT)
+            else:
+                await self._proxy(ex, zone, runtime, lookup)
             return
-        head, body = ex.head, ex.body
+        with claim:
+            claim.publish(await self._proxy(ex, zone, runtime, lookup))
+
+    async def _proxy(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, lookup: Lookup
+    ) -> Entry | None:
+        """fetch → (store) → deliver. Returns the entry stored on the way, if any."""
+        head = ex.head
+        filling = lookup.status in (CacheStatus.MISS, CacheStatus.EXPIRED)
         payload = b""
         replayable = True
         body_length: int | None = 0
-        if body is not None:
+        if ex.body is not None:
             if head.content_length is not None and head.content_length <= REPLAY_LIMIT:
                 try:
-                    payload = await _read_all(body)
+                    payload = await _read_all(ex.body)
                 except BodyError as error:
                     await self._answer(ex, error.status, Outcome.BAD_REQUEST, error.reason)
-                    return
+                    return None
                 body_length = len(payload)
             else:
                 replayable = False
                 body_length = head.content_length  # None: re-chunked by the edge
+        headers = head.headers
+        if filling and zone.cache is not None:
+            headers = zone.cache.fill_request_headers(lookup, headers)
         peer_trusted = ex.client_ip != ex.conn.peer_ip or is_trusted(
             ex.conn.peer_ip, runtime.trusted_proxies
         )
         request = build_head(
             head,
+            headers=headers,
             host=zone.host_header or _host_field(head),
             peer_ip=ex.conn.peer_ip,
             visitor_ip=ex.client_ip,
@@ -178,6 +265,74 @@ class Pipeline:
             ray=ex.ray.encode(),
             body_length=body_length,
         )
+        request = zone.with_origin_headers(request)
+        request_time = time.time()
+        fetched = await self._fetch(ex, zone, request + payload, replayable)
+        cache = zone.cache
+        if fetched is None:
+            return None
+        if isinstance(fetched, OriginFailure):
+            if cache is not None and cache.may_serve_stale_on_error(lookup):
+                assert lookup.entry is not None
+                await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.STALE)
+                return None
+            outcome = (
+                Outcome.NO_ORIGIN if fetched.code is OriginError.NO_ORIGIN else Outcome.EDGE_ERROR
+            )
+            await self._answer(ex, fetched.code.value, outcome, fetched.detail)
+            return None
+        response = fetched.response
+        response_time = time.time()
+        if cache is None:
+            await self._deliver(ex, fetched)
+            return None
+        if lookup.status is CacheStatus.DYNAMIC:
+            ex.cache_status = CacheStatus.DYNAMIC.value
+            await self._deliver(ex, fetched, cache.dynamic_headers)
+            if head.method not in _SAFE_METHODS:
+                cache.invalidate(ex, response.status, response.headers)
+            return None
+        # The cache's part: revalidation, stale-if-error, or store while delivering.
+        if lookup.entry is not None and response.status == 304:
+            entry = cache.revalidated(lookup, response.headers, request_time, response_time)
+            fetched.discard()
+            await self._respond_cached(ex, cache, lookup, entry, CacheStatus.REVALIDATED)
+            return entry
+        if response.status >= 500 and cache.may_serve_stale_on_error(lookup):
+            assert lookup.entry is not None
+            fetched.discard()
+            await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.STALE)
+            return None
+        decision = cache.storability(lookup, ex, response, response_time)
+        status = CacheStatus.EXPIRED if lookup.entry is not None else CacheStatus.MISS
+        if isinstance(decision, NotStorable):
+            status = decision.status
+        store = filling and isinstance(decision, Storable) and head.method == b"GET"
+
+        ex.cache_status = status.value
+
+        def finish_headers(out: Headers) -> None:
+            cache.client_headers(lookup, out, status, stored=store)
+
+        body = await self._deliver(
+            ex, fetched, finish_headers, cache.settings.max_object_size if store else None
+        )
+        if body is None or not isinstance(decision, Storable):
+            return None
+        return cache.store_response(
+            lookup, ex, response.status, response.headers, body, decision,
+            request_time, response_time,
+        )  # fmt: skip
+
+    async def _fetch(
+        self, ex: Exchange, zone: ZoneRuntime, request: bytes, replayable: bool
+    ) -> Fetched | OriginFailure | None:
+        """A response head from an origin, with zero-downtime failover (spec §3): exactly one
+        retry on another origin, only for failures where nothing reached the origin
+        application. None when the edge already answered (the client's body failed)."""
+        pool = zone.active_pool()
+        if pool is None:
+            return OriginFailure(OriginError.NO_ORIGIN, "no usable pool", sent=False)
         exclude: list[Origin] = []
         failure: OriginFailure | None = None
         while True:
@@ -185,20 +340,17 @@ class Pipeline:
             if picked is None:
                 break
             pool, origin = picked
-            result = await self._attempt(ex, zone, pool, origin, request + payload, replayable)
-            if result is None:
-                return
+            result = await self._attempt(ex, zone, pool, origin, request, replayable)
+            if not isinstance(result, OriginFailure):
+                return result
             failure = result
-            # Zero-downtime failover (spec §3): exactly one retry on another origin, only for
-            # failures where nothing reached the origin application.
             if exclude or failure.sent or failure.code not in zone.failover_codes:
                 break
             self.metrics.failovers.labels(zone.name, str(failure.code.value)).inc()
             exclude.append(origin)
         if failure is None:
-            await self._answer(ex, 530, Outcome.NO_ORIGIN, "no usable origin")
-            return
-        await self._answer(ex, failure.code.value, Outcome.EDGE_ERROR, failure.detail)
+            return OriginFailure(OriginError.NO_ORIGIN, "no usable origin", sent=False)
+        return failure
 
     async def _attempt(
         self,
@@ -208,55 +360,55 @@ class Pipeline:
         origin: Origin,
         request: bytes,
         replayable: bool,
-    ) -> OriginFailure | None:
-        """One try at `origin`. None when a response was delivered (or the client left)."""
+    ) -> Fetched | OriginFailure | None:
+        """One try at `origin`: a response head, a failure, or None if the edge answered."""
         timeouts = zone.timeouts
         attempt = Attempt(origin.address)
         ex.attempts.append(attempt)
         started = self._loop.time()
         origin.in_flight += 1
-        try:
-            response: ResponseHead | OriginFailure
-            for fresh in (False, True):
-                # The retry after a dead pooled connection must not take another pooled one:
-                # the origin may have closed them all at once.
-                conn, reused = await origin.acquire(timeouts.connect, reuse=not fresh)
-                if isinstance(conn, OriginFailure):
-                    return self._failed(ex, zone, pool, attempt, conn, started)
-                await conn.send(
-                    request, ex.head.method == b"HEAD", timeouts.response_head, timeouts.read
-                )
-                pump = None
-                if not replayable:
-                    assert ex.body is not None
-                    pump = asyncio.create_task(_pump(ex.body, conn, ex.head.content_length))
-                    pump.add_done_callback(_retrieve)
-                response = await conn.read_head()
-                if isinstance(response, OriginFailure):
-                    conn.abort()
-                    if pump is not None:
-                        pump.cancel()
-                        client_error = _body_error(pump)
-                        if client_error is not None:
-                            await self._answer(
-                                ex, client_error.status, Outcome.BAD_REQUEST, client_error.reason
-                            )
-                            return None
-                    # A pooled connection the origin closed while idle: one fresh try.
-                    if reused and not fresh and replayable and conn.received_nothing:
-                        continue
-                    return self._failed(ex, zone, pool, attempt, response, started)
-                break
-            assert isinstance(response, ResponseHead)
-            attempt.status = response.status
-            attempt.seconds = ex.upstream_seconds = self._loop.time() - started
-            self.metrics.count_attempt(zone.name, pool.name, origin.address, "ok", attempt.seconds)
-            if len(ex.attempts) > 1:
-                ex.outcome = Outcome.RETRIED
-            await self._deliver(ex, origin, conn, response, pump)
-            return None
-        finally:
-            origin.in_flight -= 1
+        response: ResponseHead | OriginFailure
+        for fresh in (False, True):
+            # The retry after a dead pooled connection must not take another pooled one:
+            # the origin may have closed them all at once.
+            conn, reused = await origin.acquire(timeouts.connect, reuse=not fresh)
+            if isinstance(conn, OriginFailure):
+                origin.in_flight -= 1
+                return self._failed(ex, zone, pool, attempt, conn, started)
+            await conn.send(
+                request, ex.head.method == b"HEAD", timeouts.response_head, timeouts.read
+            )
+            pump = None
+            if not replayable:
+                assert ex.body is not None
+                pump = asyncio.create_task(_pump(ex.body, conn, ex.head.content_length))
+                pump.add_done_callback(_retrieve)
+            response = await conn.read_head()
+            if isinstance(response, OriginFailure):
+                conn.abort()
+                if pump is not None:
+                    pump.cancel()
+                    client_error = _body_error(pump)
+                    if client_error is not None:
+                        origin.in_flight -= 1
+                        await self._answer(
+                            ex, client_error.status, Outcome.BAD_REQUEST, client_error.reason
+                        )
+                        return None
+                # A pooled connection the origin closed while idle: one fresh try.
+                if reused and not fresh and replayable and conn.received_nothing:
+                    continue
+                origin.in_flight -= 1
+                return self._failed(ex, zone, pool, attempt, response, started)
+            break
+        assert isinstance(response, ResponseHead)
+        conn.counted = True
+        attempt.status = response.status
+        attempt.seconds = ex.upstream_seconds = self._loop.time() - started
+        self.metrics.count_attempt(zone.name, pool.name, origin.address, "ok", attempt.seconds)
+        if len(ex.attempts) > 1:
+            ex.outcome = Outcome.RETRIED
+        return Fetched(origin, conn, response, pump)
 
     def _failed(
         self,
@@ -279,12 +431,27 @@ class Pipeline:
     async def _deliver(
         self,
         ex: Exchange,
-        origin: Origin,
-        upstream: OriginConnection,
-        response: ResponseHead,
-        pump: asyncio.Task[None] | None,
-    ) -> None:
+        fetched: Fetched,
+        finish_headers: Callable[[Headers], None] | None = None,
+        keep_body: int | None = None,
+    ) -> bytes | None:
+        """Stream the origin's response to the client with back-pressure. With `keep_body`,
+        also collect up to that many bytes of body (for the cache); the collected body is
+        returned only when the response completed cleanly and fitted."""
+        try:
+            return await self._stream(ex, fetched, finish_headers, keep_body)
+        finally:
+            fetched.finish()
+
+    async def _stream(
+        self,
+        ex: Exchange,
+        fetched: Fetched,
+        finish_headers: Callable[[Headers], None] | None,
+        keep_body: int | None,
+    ) -> bytes | None:
         client, head = ex.conn, ex.head
+        origin, upstream, response, pump = fetched
         status = response.status
         keep_alive = head.keep_alive and not self.draining
         no_body = head.method == b"HEAD" or status in (204, 304)
@@ -303,15 +470,26 @@ class Pipeline:
             framing = b"close"
             keep_alive = False
         ex.status = status
+        if finish_headers is not None:
+            finish_headers(headers)
         for response_filter in self.runtime.response_filters:
             response_filter.on_response(ex, headers)
         chunked = framing == b"chunked"
+        kept: list[bytes] | None = [] if keep_body is not None else None
+        kept_size = 0
         # The head and whatever body already arrived leave in one write (one syscall).
         response_head = status_line(status) + serialize_headers(headers)
         pending: list[bytes] | None = [response_head + _tail(ex.ray, keep_alive, head.version)]
 
         def sink(data: bytes) -> None:
+            nonlocal kept, kept_size
             ex.bytes_out += len(data)
+            if kept is not None:
+                kept_size += len(data)
+                if keep_body is not None and kept_size <= keep_body:
+                    kept.append(data)
+                else:
+                    kept = None  # too large to cache: stream only
             piece = chunk(data) if chunked else data
             if pending is not None:
                 pending.append(piece)
@@ -339,17 +517,87 @@ class Pipeline:
         if client.closed:
             upstream.abort()
             ex.outcome = Outcome.CLIENT_ABORT
-            return
+            return None
         if not complete:
             # Truncated by the origin after the head went out: the only honest signal left is
             # to break the client connection too.
             client.abort()
             ex.outcome = Outcome.ORIGIN_ABORT
-            return
+            return None
         if chunked and not finished_early:
             client.write(LAST_CHUNK)
         origin.release(upstream)
         client.finish(keep_alive, ex.body)
+        return b"".join(kept) if kept is not None else None
+
+    # -- answers from the cache ---------------------------------------------------------------
+
+    async def _respond_cached(
+        self, ex: Exchange, cache: ZoneCache, lookup: Lookup, entry: Entry, status: CacheStatus
+    ) -> None:
+        response = cache.respond(lookup, entry, ex, status)
+        if status is CacheStatus.STALE:
+            response.headers.append((b"warning", b'110 originguard "Response is Stale"'))
+        ex.cache_status = status.value
+        await self._respond(ex, response, Outcome.CACHED)
+
+    def _refresh_in_background(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
+    ) -> None:
+        """stale-while-revalidate: one background revalidation per object (RFC 5861 §3)."""
+        refreshing = cache.shared.refreshing
+        if lookup.key in refreshing:
+            return
+        refreshing.add(lookup.key)
+        background = Exchange(ex.conn, _as_get(ex.head), None, ex.ray, self._loop.time())
+        background.client_ip, background.zone = ex.client_ip, zone
+
+        async def refresh() -> None:
+            try:
+                await self._refetch(background, zone, runtime, cache, lookup)
+            except Exception:
+                log.exception("background refresh failed for ray %s", ex.ray)
+            finally:
+                refreshing.discard(lookup.key)
+
+        task = asyncio.create_task(refresh())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refetch(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
+    ) -> None:
+        request = build_head(
+            ex.head,
+            headers=cache.fill_request_headers(lookup, ex.head.headers),
+            host=zone.host_header or _host_field(ex.head),
+            peer_ip=ex.conn.peer_ip,
+            visitor_ip=ex.client_ip,
+            peer_trusted=False,
+            scheme=ex.conn.scheme,
+            ray=ex.ray.encode(),
+            body_length=0,
+        )
+        request = zone.with_origin_headers(request)
+        request_time = time.time()
+        fetched = await self._fetch(ex, zone, request, True)
+        if not isinstance(fetched, Fetched):
+            return
+        response_time = time.time()
+        try:
+            if fetched.response.status == 304:
+                cache.revalidated(lookup, fetched.response.headers, request_time, response_time)
+                fetched.discard()
+                return
+            decision = cache.storability(lookup, ex, fetched.response, response_time)
+            body = await fetched.read_body(cache.settings.max_object_size)
+            if body is not None and isinstance(decision, Storable):
+                cache.store_response(
+                    lookup, ex, fetched.response.status, fetched.response.headers, body,
+                    decision, request_time, response_time,
+                )  # fmt: skip
+        finally:
+            fetched.finish()
 
     # -- local answers --------------------------------------------------------------------------
 
@@ -380,7 +628,9 @@ class Pipeline:
     def _local_head(
         self, response: Response, ray: str, keep_alive: bool, version: bytes = b"1.1"
     ) -> bytes:
-        headers = response.headers + [(b"content-length", b"%d" % len(response.body))]
+        headers = response.headers
+        if response.status not in (204, 304):
+            headers = headers + [(b"content-length", b"%d" % len(response.body))]
         return status_line(response.status) + serialize_headers(headers) + _tail(
             ray, keep_alive, version
         )
@@ -416,6 +666,10 @@ def _client_headers(headers: Headers) -> Headers:
         for name, value in headers
         if name not in HOP_BY_HOP and name not in _ORIGIN_ONLY and name not in named
     ]
+
+
+def _as_get(head: RequestHead) -> RequestHead:
+    return replace(head, method=b"GET") if head.method != b"GET" else head
 
 
 def _host_field(head: RequestHead) -> bytes:

@@ -10,6 +10,7 @@ from originguard.upstream.balancer import Balancer
 from originguard.upstream.pool import Origin
 
 if TYPE_CHECKING:
+    from originguard.cache.layer import ZoneCache
     from originguard.config import Config, PoolConfig, ZoneConfig
     from originguard.exchange import Exchange
     from originguard.upstream.health_view import Steering
@@ -35,7 +36,6 @@ class ZoneRuntime:
         self.failover_codes = frozenset(config.failover_codes)
         self.host_header = config.host_header.encode() if config.host_header else None
         self.timeouts = config.timeouts
-        self.steering: Steering | None = None  # the zone's load balancer (health/service.py)
         # Header lines every request to this zone's origins carries (the shared secret).
         self.origin_headers = b""
         self._origin_header_start = b""
@@ -44,6 +44,8 @@ class ZoneRuntime:
             secret = config.origin_auth.secret.get_secret_value().encode()
             self.origin_headers = name + b": " + secret + b"\r\n"
             self._origin_header_start = b"\r\n" + name + b":"
+        self.cache: ZoneCache | None = None  # set by app.build_runtime when the zone caches
+        self.steering: Steering | None = None  # the zone's load balancer (health/service.py)
 
     def with_origin_headers(self, request_head: bytes) -> bytes:
         """`request_head` (ending in the blank line) with the zone's origin header lines."""

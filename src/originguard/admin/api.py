@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from originguard.cache.purge import PurgeError, parse_request, purge, summary
 from originguard.config import ListenAddress
 from originguard.health.service import find_health
 from originguard.protect.waiting_room.admin import add_routes as add_waiting_room_routes
@@ -32,6 +33,7 @@ class AdminServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/status", self._status)
+        app.router.add_post("/purge", self._purge)
         app.router.add_get("/health", self._health)
         app.router.add_get("/health/alerts", self._health_alerts)
         add_waiting_room_routes(app, lambda: self.edge.runtime, lambda: self.edge.metrics)
@@ -76,6 +78,25 @@ class AdminServer:
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.edge.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _purge(self, request: web.Request) -> web.Response:
+        """Spec §8.7: {"files": [...], "prefixes": [...], "hosts": [...], "tags": [...],
+        "purge_everything": true}; the whole request is checked before anything is removed."""
+        runtime = self.edge.runtime
+        if runtime.cache is None:
+            return web.json_response({"error": "no cache configured"}, status=409)
+        try:
+            document = await request.json()
+        except ValueError:
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        if not isinstance(document, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
+        try:
+            wanted = parse_request(document, runtime.cache.settings.max_entries_per_purge)
+        except PurgeError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        removed = purge(runtime.cache, runtime.router, wanted)
+        return web.json_response({"removed": removed, "purged": summary(wanted)})
 
     async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(status_document(self.edge))

@@ -65,6 +65,10 @@ class Lookup:
 
 
 DYNAMIC = Lookup(CacheStatus.DYNAMIC)
+_DYNAMIC_HEADERS = [
+    (b"og-cache-status", CacheStatus.DYNAMIC.header_value),
+    (b"cache-status", policy.cache_status_header(CacheStatus.DYNAMIC)),
+]
 
 
 class SharedCache:
@@ -103,6 +107,10 @@ class ZoneCache:
             query=QueryMode.NONE if settings.level == "simplified" else QueryMode.ALL
         )
         self._rules = [_compile(rule) for rule in settings.rules]
+
+    @property
+    def default_key_rule(self) -> CacheKeyRule:
+        return self._default_key
 
     # -- lookup -----------------------------------------------------------------------------------
 
@@ -293,6 +301,9 @@ class ZoneCache:
             (b"og-cache-status", status.header_value),
             (b"cache-status", policy.cache_status_header(status, ttl=ttl, stored=stored)),
         ]
+
+    def dynamic_headers(self, headers: Headers) -> None:
+        headers += _DYNAMIC_HEADERS
 
     def client_headers(self, lookup: Lookup, headers: Headers, status: CacheStatus, stored: bool):
         """Finish the headers of a response passed through from the origin."""

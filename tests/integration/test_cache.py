@@ -1,0 +1,285 @@
+"""The edge cache through the real edge: what is stored, what is served, and what the origin
+still sees. Origin route /cacheable/<name>?h=Name:Value sends the headers asked for and a body
+that names how many requests the origin had seen, so a HIT shows an old count."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from urllib.parse import quote
+
+from support.client import request
+from support.edge import site_config
+
+
+def cacheable(name: str, *headers: str, status: int = 200) -> str:
+    query = "&".join("h=" + quote(h, safe="") for h in headers)
+    if status != 200:
+        query += f"&status={status}"
+    return f"/cacheable/{name}?{query}"
+
+
+def seen(origin, name: str) -> int:
+    return sum(1 for r in origin.requests if r.target.startswith(f"/cacheable/{name}"))
+
+
+def wait_in_flight(edge, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        metrics = edge.admin("/metrics").text
+        found = re.search(r"^og_in_flight_requests (\S+)", metrics, re.M)
+        if found and float(found.group(1)) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} requests in flight after {timeout}s")
+
+
+def purge(edge, document: dict) -> dict:
+    body = json.dumps(document).encode()
+    reply = request(
+        edge.admin_port,
+        "POST",
+        "/purge",
+        host="127.0.0.1",
+        headers=[("Content-Type", "application/json"), ("Connection", "close")],
+        body=body,
+    )
+    assert reply.status == 200, reply.text()
+    return json.loads(reply.body)
+
+
+def test_static_file_is_a_miss_then_a_hit_and_the_origin_sees_one_request(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("app.css", "Cache-Control:max-age=300", "Content-Type:text/css")
+    first = edge.get(target)
+    second = edge.get(target)
+    assert first.header("og-cache-status") == "MISS"
+    assert first.header("age") is None
+    assert "stored" in (first.header("cache-status") or "")
+    assert second.header("og-cache-status") == "HIT"
+    assert second.body == first.body
+    assert int(second.header("age") or "-1") >= 0
+    assert (second.header("cache-status") or "").startswith("originguard; hit")
+    assert seen(origin_a, "app.css") == 1
+
+
+def test_html_is_dynamic_by_default_and_always_reaches_the_origin(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("page.html", "Cache-Control:max-age=300")
+    statuses = [edge.get(target).header("og-cache-status") for _ in range(2)]
+    assert statuses == ["DYNAMIC", "DYNAMIC"]
+    assert seen(origin_a, "page.html") == 2
+
+
+def test_a_cache_rule_makes_html_eligible_with_its_edge_ttl(start_edge, origin_a) -> None:
+    rule = {"name": "pages", "when": {"extension": ["html"]}, "cache": True, "edge_ttl": "1h"}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    target = cacheable("page.html")
+    assert edge.get(target).header("og-cache-status") == "MISS"
+    assert edge.get(target).header("og-cache-status") == "HIT"
+    assert seen(origin_a, "page.html") == 1
+
+
+def test_no_store_private_and_set_cookie_responses_are_bypassed(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    for name, header in [
+        ("a.css", "Cache-Control:no-store"),
+        ("b.css", "Cache-Control:private, max-age=60"),
+        ("c.css", "Set-Cookie:session=1"),
+    ]:
+        target = cacheable(name, header)
+        assert [edge.get(target).header("og-cache-status") for _ in range(2)] == [
+            "BYPASS",
+            "BYPASS",
+        ], name
+        assert seen(origin_a, name) == 2
+
+
+def test_a_request_with_authorization_is_not_stored_unless_the_response_is_public(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    auth = [("Authorization", "Bearer x")]
+    plain = cacheable("secret.js", "Cache-Control:max-age=60")
+    public = cacheable("shared.js", "Cache-Control:public, max-age=60")
+    assert edge.get(plain, headers=auth).header("og-cache-status") == "BYPASS"
+    assert edge.get(plain).header("og-cache-status") == "MISS"
+    edge.get(public, headers=auth)
+    assert edge.get(public).header("og-cache-status") == "HIT"
+
+
+def test_concurrent_misses_make_exactly_one_origin_request(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    replies = []
+    lock = threading.Lock()
+
+    def visitor() -> None:
+        reply = edge.get("/hold/collapse.css")
+        with lock:
+            replies.append(reply)
+
+    threads = [threading.Thread(target=visitor) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    origin_a.wait_for_requests(1)
+    wait_in_flight(edge, 20)  # the other 19 wait behind the first, at the edge
+    origin_a.release("collapse.css")
+    for thread in threads:
+        thread.join(10)
+    assert len(replies) == 20
+    assert {r.status for r in replies} == {200}
+    assert sum(1 for r in origin_a.requests if r.target == "/hold/collapse.css") == 1
+    statuses = sorted(r.header("og-cache-status") or "" for r in replies)
+    assert statuses.count("MISS") == 1 and statuses.count("HIT") == 19
+
+
+def test_stale_while_revalidate_serves_stale_and_refreshes_once_in_the_background(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("swr.js", "Cache-Control:max-age=0, stale-while-revalidate=60", 'ETag:"v1"')
+    first = edge.get(target)
+    second = edge.get(target)
+    assert first.header("og-cache-status") == "MISS"
+    assert second.header("og-cache-status") == "UPDATING"
+    assert second.body == first.body
+    refreshed = origin_a.wait_for_requests(2)
+    assert refreshed[-1].header("if-none-match") == '"v1"'
+
+
+def test_an_expired_entry_is_revalidated_with_its_etag(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("reval.js", "Cache-Control:max-age=0", 'ETag:"r1"')
+    first = edge.get(target)
+    second = edge.get(target)
+    assert first.header("og-cache-status") == "MISS"
+    assert second.header("og-cache-status") == "REVALIDATED"
+    assert second.status == 200 and second.body == first.body
+    assert origin_a.requests[-1].header("if-none-match") == '"r1"'
+
+
+def test_stale_if_error_serves_the_stale_copy_when_the_origin_is_down(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("sie.js", "Cache-Control:max-age=0, stale-if-error=300", 'ETag:"s1"')
+    first = edge.get(target)
+    origin_a.stop()
+    stale = edge.get(target)
+    assert stale.status == 200
+    assert stale.body == first.body
+    assert stale.header("og-cache-status") == "STALE"
+    assert "Stale" in (stale.header("warning") or "")
+
+
+def test_always_online_serves_stale_instead_of_a_521(start_edge, origin_a) -> None:
+    edge = start_edge(
+        site_config(origin_a.address, zone={"cache": {"always_online": True}})
+    )
+    target = cacheable("ao.css", "Cache-Control:max-age=0", 'ETag:"a1"')
+    first = edge.get(target)
+    origin_a.stop()
+    stale = edge.get(target)
+    assert (stale.status, stale.header("og-cache-status")) == (200, "STALE")
+    assert stale.body == first.body
+    without_copy = edge.get(cacheable("never-cached.css"))
+    assert without_copy.status == 521
+
+
+def test_conditional_and_range_requests_are_answered_from_the_cached_object(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("cond.js", "Cache-Control:max-age=300", 'ETag:"c1"')
+    full = edge.get(target)
+    not_modified = edge.get(target, headers=[("If-None-Match", 'W/"c1"')])
+    assert not_modified.status == 304 and not_modified.body == b""
+    partial = edge.get(target, headers=[("Range", "bytes=0-3")])
+    assert partial.status == 206
+    assert partial.body == full.body[:4]
+    assert partial.header("content-range") == f"bytes 0-3/{len(full.body)}"
+    beyond = edge.get(target, headers=[("Range", "bytes=9000-9999")])
+    assert beyond.status == 416
+    assert beyond.header("content-range") == f"bytes */{len(full.body)}"
+    assert seen(origin_a, "cond.js") == 1
+
+
+def test_head_is_answered_from_a_cached_get(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("head.png", "Cache-Control:max-age=300", "Content-Type:image/png")
+    full = edge.get(target)
+    head = edge.request("HEAD", target)
+    assert head.header("og-cache-status") == "HIT"
+    assert head.body == b""
+    assert head.header("content-length") == str(len(full.body))
+    assert seen(origin_a, "head.png") == 1
+
+
+def test_an_unsafe_request_invalidates_the_cached_uri(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("inval.js", "Cache-Control:max-age=300")
+    edge.get(target)
+    assert edge.get(target).header("og-cache-status") == "HIT"
+    assert edge.request("POST", target, body=b"x").status == 200
+    assert edge.get(target).header("og-cache-status") == "MISS"
+
+
+def test_cache_tag_is_hidden_from_clients_and_purges_by_tag(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("tagged.css", "Cache-Control:max-age=300", "Cache-Tag:Product-7, all")
+    first = edge.get(target)
+    assert first.header("cache-tag") is None
+    assert edge.get(target).header("og-cache-status") == "HIT"
+    result = purge(edge, {"tags": ["product-7"]})
+    assert result["removed"] == 1
+    assert edge.get(target).header("og-cache-status") == "MISS"
+
+
+def test_purge_by_url_prefix_host_and_everything(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    one = cacheable("p1.css", "Cache-Control:max-age=300")
+    two = cacheable("p2.css", "Cache-Control:max-age=300")
+    for target in (one, two):
+        edge.get(target)
+    assert purge(edge, {"files": [f"http://site.test{one}"]})["removed"] == 1
+    assert edge.get(one).header("og-cache-status") == "MISS"
+    assert edge.get(two).header("og-cache-status") == "HIT"
+    assert purge(edge, {"prefixes": ["site.test/cacheable"]})["removed"] == 2
+    edge.get(one)
+    assert purge(edge, {"hosts": ["site.test"]})["removed"] == 1
+    edge.get(two)
+    assert purge(edge, {"purge_everything": True})["removed"] == 1
+
+
+def test_a_malformed_purge_is_refused_and_removes_nothing(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("keep.css", "Cache-Control:max-age=300")
+    edge.get(target)
+    reply = request(
+        edge.admin_port,
+        "POST",
+        "/purge",
+        host="127.0.0.1",
+        headers=[("Content-Type", "application/json"), ("Connection", "close")],
+        body=json.dumps({"prefixes": ["site.test/a?b=1"], "tags": ["ok"]}).encode(),
+    )
+    assert reply.status == 400
+    assert edge.get(target).header("og-cache-status") == "HIT"
+
+
+def test_vary_star_is_never_stored_and_accept_encoding_variants_are_normalised(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    star = cacheable("star.js", "Cache-Control:max-age=300", "Vary:*")
+    assert edge.get(star).header("og-cache-status") == "BYPASS"
+    varied = cacheable("enc.js", "Cache-Control:max-age=300", "Vary:Accept-Encoding")
+    edge.get(varied, headers=[("Accept-Encoding", "gzip, deflate")])
+    same_bucket = edge.get(varied, headers=[("Accept-Encoding", "deflate, gzip")])
+    assert same_bucket.header("og-cache-status") == "HIT"
+    other = edge.get(varied, headers=[("Accept-Encoding", "identity")])
+    assert other.header("og-cache-status") == "MISS"
