@@ -327,6 +327,17 @@ def test_broken_reply_gives_520_and_is_not_retried(scene: Scene, path: str) -> N
     assert attempts(scene.edge, reply) == [(520, "invalid_response")]
 
 
+@pytest.mark.parametrize(
+    "name", ["cl-and-te", "two-lengths", "bad-length", "bad-status", "nul-in-header", "huge-head"]
+)
+def test_malformed_origin_response_gives_520(scene: Scene, name: str) -> None:
+    reply = scene.edge.get(f"/raw/{name}", host="two.test")
+
+    assert_edge_page(reply, 520, scene.a.address, scene.b.address)
+    assert len(scene.a.requests) + len(scene.b.requests) == 1
+    assert attempts(scene.edge, reply) == [(520, "invalid_response")]
+
+
 def test_slow_response_head_gives_524_and_is_not_retried(scene: Scene) -> None:
     started = time.monotonic()
 

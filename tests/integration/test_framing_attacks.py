@@ -7,6 +7,7 @@ sent, and it must be the only thing the origin received.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,8 @@ LIMITS = {
     "max_url_size": "1KB",
     "max_body_size": "64KB",
     "head_timeout": "500ms",
+    "body_timeout": "500ms",
+    "keepalive_timeout": "1s",
 }
 GET = b"GET / HTTP/1.1\r\nHost: site.test\r\n"
 
@@ -309,6 +312,28 @@ def test_request_head_not_finished_in_time_gets_408(edge: Edge, origin: Origin) 
     assert_origin_saw_only_the_sentinel(edge, origin)
 
 
+def test_request_body_not_received_in_time_gets_408(edge: Edge, origin: Origin) -> None:
+    with Client(edge.port) as client:
+        client.send(b"POST /echo HTTP/1.1\r\nHost: site.test\r\nContent-Length: 100\r\n\r\n"
+                    b"only ten b")
+        reply = client.read_reply()
+        assert client.is_closed()
+
+    assert reply.status == 408
+    assert reply.header("connection") == "close"
+    assert_origin_saw_only_the_sentinel(edge, origin)
+
+
+def test_idle_client_connection_is_closed_after_the_keepalive_timeout(edge: Edge) -> None:
+    with Client(edge.port) as client:
+        assert client.request("GET", "/").status == 200
+        started = time.monotonic()
+
+        assert client.is_closed()
+
+    assert 0.9 < time.monotonic() - started < 3
+
+
 def test_head_trickled_byte_by_byte_still_gets_408_at_the_deadline(
     edge: Edge, origin: Origin
 ) -> None:
@@ -373,6 +398,44 @@ def test_chunked_body_hiding_a_request_after_the_last_chunk_is_a_new_request(
     assert [r.target for r in origin.requests] == ["/echo", "/second"]
     # The origin gets the edge's own re-chunked framing, never the client's bytes (rule G2).
     assert origin.requests[0].header("transfer-encoding") == "chunked"
+
+
+def test_body_sent_to_an_unknown_host_is_never_read_as_a_request(
+    edge: Edge, origin: Origin
+) -> None:
+    hidden = b"GET /smuggled HTTP/1.1\r\nHost: site.test\r\n\r\n"
+    raw = b"POST / HTTP/1.1\r\nHost: nowhere.test\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(hidden), hidden)
+
+    with Client(edge.port) as client:
+        client.send(raw + build("GET", "/after"))
+        refused = client.read_reply()
+        after = client.read_reply()
+
+    assert refused.status == 421
+    assert after.body == b"a GET /after"
+    assert [r.target for r in origin.requests] == ["/after"]
+
+
+def test_unread_body_of_a_locally_answered_request_closes_the_connection(
+    edge: Edge, origin: Origin
+) -> None:
+    head = b"POST / HTTP/1.1\r\nHost: nowhere.test\r\nExpect: 100-continue\r\n" \
+           b"Content-Length: 1000\r\n\r\n"
+
+    with Client(edge.port) as client:
+        client.send(head)
+        reply = client.read_reply()
+        client.send(b"GET /smuggled HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        closed = client.is_closed()
+
+    # No 100 Continue: the edge answered without wanting the body (RFC 9110 §10.1.1), and
+    # since the body never came it cannot find the next request's start (rule G3).
+    assert reply.interim == []
+    assert reply.status == 421
+    assert reply.header("connection") == "close"
+    assert closed
+    assert_origin_saw_only_the_sentinel(edge, origin)
 
 
 def test_bad_request_pipelined_after_a_good_one_is_refused_after_the_good_answer(

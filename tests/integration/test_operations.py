@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -207,6 +208,37 @@ def test_valid_reload_swaps_origins_without_dropping_an_in_flight_request(
     assert metric(edge.admin("/metrics").text, "og_config_reloads_total", result="ok") == 1
 
 
+def test_reloads_under_traffic_cause_no_client_errors(start_edge, origin_a, origin_b) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    statuses: list[int] = []
+    errors: list[str] = []
+    done = threading.Event()
+
+    def visitor() -> None:
+        with Client(edge.port) as client:
+            while not done.is_set():
+                try:
+                    statuses.append(client.request("GET", "/during").status)
+                except (ClientError, OSError) as error:
+                    errors.append(repr(error))
+                    return
+
+    threads = [threading.Thread(target=visitor) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for addresses in ([origin_b.address], [origin_a.address, origin_b.address],
+                      [origin_a.address]):
+        edge.reload(site_config(*addresses))
+    done.set()
+    for thread in threads:
+        thread.join(10)
+
+    assert errors == []
+    assert len(statuses) > 0
+    assert set(statuses) == {200}
+    assert "Traceback" not in edge.stderr()
+
+
 def test_reload_with_a_changed_timeout_applies_it(start_edge, origin_a) -> None:
     edge = start_edge(site_config(origin_a.address))
 
@@ -262,11 +294,14 @@ def test_sigterm_lets_an_in_flight_request_finish_then_exits_0(start_edge, origi
         edge.terminate()
         wait_until_refused(edge.port)
         idle_closed = idle.is_closed()
+        health = edge.admin("/healthz")
         origin_a.release("drain")
         reply = slow.read_reply()
         slow_closed = slow.is_closed()
 
     assert idle_closed
+    assert health.status == 503
+    assert json.loads(health.body) == {"status": "draining"}
     assert reply.status == 200
     assert reply.body == b"released drain"
     assert reply.header("connection") == "close"

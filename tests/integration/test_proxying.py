@@ -107,6 +107,14 @@ def test_bodiless_status_is_relayed_without_body(edge: Edge, status: int) -> Non
     assert after.body == b"a GET /after"
 
 
+def test_interim_103_from_the_origin_is_not_passed_on(edge: Edge) -> None:
+    reply = edge.get("/early-hints")
+
+    assert reply.interim == []
+    assert reply.status == 200
+    assert reply.body == b"after hints"
+
+
 # -- request bodies ----------------------------------------------------------------------------
 
 
@@ -280,6 +288,15 @@ def test_path_is_forwarded_in_canonical_form(edge: Edge, origin: Origin) -> None
     assert origin.requests[0].target == "/a/c/~user/%2F?x=%41"
 
 
+def test_host_is_matched_case_insensitively_without_port_or_trailing_dot(
+    edge: Edge, origin: Origin
+) -> None:
+    reply = edge.get("/", host="SITE.Test.:8080")
+
+    assert reply.status == 200
+    assert origin.requests[0].header("host") == "SITE.Test.:8080"
+
+
 # -- connections ---------------------------------------------------------------------------
 
 
@@ -299,6 +316,28 @@ def test_pipelined_requests_are_answered_in_order(edge: Edge) -> None:
     assert replies[3].body == b"four"
     rays = {r.header("og-ray") for r in replies}
     assert len(rays) == 4
+
+
+def test_client_asking_to_close_gets_connection_close_and_a_closed_connection(
+    edge: Edge,
+) -> None:
+    with Client(edge.port) as client:
+        reply = client.request("GET", "/", headers=[("Connection", "close")])
+
+        assert reply.status == 200
+        assert reply.header("connection") == "close"
+        assert client.is_closed()
+
+
+def test_client_leaving_mid_download_ends_the_exchange(edge: Edge) -> None:
+    with Client(edge.port) as client:
+        client.send(build("GET", f"/bytes/{50 * MB}"))
+        client._fill()
+
+    entry = edge.wait_for_log(lambda e: e.get("path") == f"/bytes/{50 * MB}")
+    assert entry["outcome"] == "client_abort"
+    assert entry["bytes_out"] < 50 * MB
+    assert edge.get("/still-serving").status == 200
 
 
 def test_one_client_connection_carries_many_requests(edge: Edge) -> None:

@@ -20,6 +20,8 @@ What it answers depends on the path (the query string is ignored):
     /echo                  200 with the request body as its body
     /hop                   a response carrying hop-by-hop fields and `Connection: x-secret`
     /truncated/N           declares Content-Length N, sends half of it, then closes
+    /early-hints           a 103 interim response, then 200
+    /raw/NAME              one of the hand-made responses in RAW_RESPONSES, then close
     anything else          200, body "<name> <METHOD> <target>"
 
 Every response carries `x-origin: <name>`. A HEAD request gets the GET head without a body.
@@ -38,6 +40,19 @@ from urllib.parse import parse_qs
 
 KEEP_BODY = 1024 * 1024  # request bodies up to this size are kept whole; bigger ones hashed
 PATTERN = bytes(range(256)) * 256  # 64 KiB of known bytes for generated bodies
+
+
+# Responses that break the framing rules (RFC 9112 §6.3), for /raw/NAME.
+RAW_RESPONSES = {
+    "cl-and-te": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    "bad-length": b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+    "bad-status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 5\r\n\r\nhello",
+    "nul-in-header": b"HTTP/1.1 200 OK\r\nX-A: b\x00c\r\nContent-Length: 5\r\n\r\nhello",
+    "huge-head": b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"h" * (200 * 1024) + b"\r\n"
+    b"Content-Length: 5\r\n\r\nhello",
+}
 
 
 def pattern_bytes(size: int) -> bytes:
@@ -328,6 +343,14 @@ class Origin:
                 body = f"{self.name} {arg} #{len(self.requests)}".encode()
                 headers.append(("content-length", str(len(body))))
                 await reply(status, headers, body, reason="Cacheable")
+        elif route == "early-hints":
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n")
+            body = b"after hints"
+            await reply(200, [("content-length", str(len(body)))], body)
+        elif route == "raw":
+            writer.write(RAW_RESPONSES[arg])
+            await writer.drain()
+            return False
         elif route == "hop":
             body = b"hop"
             await reply(

@@ -199,6 +199,13 @@ class OriginConnection(asyncio.Protocol):
         if 100 <= status < 200:
             # 1xx interim responses (100, 103) are not passed on; the final response follows.
             return
+        if self._head_size > MAX_RESPONSE_HEAD:
+            # Checked here as well as in data_received: a head that arrives in one read is
+            # already complete when data_received could look at its size.
+            self._valid = False
+            self._fail("response head too large")
+            self.close()
+            return
         headers = self._headers
         content_length = None
         chunked = False
