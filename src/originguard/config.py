@@ -481,14 +481,6 @@ class OriginAuth(Section):
             raise ValueError("must be printable ASCII without spaces")
         return secret
 
-    @field_validator("secret")
-    @classmethod
-    def _visible_ascii(cls, secret: SecretStr) -> SecretStr:
-        # It is written into the request head: no control characters, no header injection.
-        if not all(33 <= ord(c) <= 126 for c in secret.get_secret_value()):
-            raise ValueError("must be printable ASCII without spaces")
-        return secret
-
 
 class ZoneHttps(Section):
     """HTTPS for visitors of a zone: "always use HTTPS" and HSTS (RFC 6797)."""
