@@ -8,7 +8,6 @@ refused) and `plain` (HTTP only). The edge's own TLS listener is checked with Py
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
 import signal
 import socket
@@ -24,7 +23,6 @@ import pytest
 from support.edge import run_cli, site_config
 from support.origin import Origin
 
-from originguard import pipeline
 from originguard.origin.mtls import create_ca, issue, write_pull_files
 
 pytestmark = [
@@ -446,10 +444,6 @@ def test_origin_check_flags_a_plain_origin_without_the_secret_header(
 # -- the shared-secret header -------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    "with_origin_headers" not in inspect.getsource(pipeline),
-    reason="pipeline does not yet call ZoneRuntime.with_origin_headers",
-)
 def test_origin_auth_header_reaches_the_origin_and_a_client_copy_does_not(start_edge) -> None:
     origin = Origin("a").start()
     try:
