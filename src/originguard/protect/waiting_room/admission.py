@@ -109,6 +109,16 @@ class RoomState(Protocol):
 
     async def stats(self, room: bytes, now: float) -> RoomStats: ...
 
+    def touch(self, room: bytes, visitor: bytes, limits: Limits, now: float) -> bool:
+        """Count activity of an admitted visitor: renew their live session, without waiting.
+
+        The hot path of every admitted request. False when the state holds no live session for
+        the visitor (after a restart, or once it lapsed): the caller then asks
+        `admit_or_queue`. A shared implementation records renewals locally and flushes them in
+        batches; a session's expiry is never earlier than a renewal the caller was told of.
+        """
+        ...
+
 
 # ---------------------------------------------------------------------------------------------
 # The in-memory implementation.
@@ -290,6 +300,16 @@ class MemoryRoomState:
             admission_rate=state.rate(state.admissions, now),
             departure_rate=state.rate(state.departures, now),
         )
+
+    def touch(self, room: bytes, visitor: bytes, limits: Limits, now: float) -> bool:
+        state = self._rooms.get(room)
+        if state is None:
+            return False
+        session = state.sessions.get(visitor)
+        if session is None or session.expires_at <= now:
+            return False  # lapsed: admit_or_queue decides (and counts the departure)
+        state.renew(session, limits, now)
+        return True
 
     def admit_or_queue_now(
         self, room: bytes, visitor: Visitor, limits: Limits, now: float

@@ -6,25 +6,27 @@ with the queue page, the JSON status or the reject page. The ticket to set rides
 (`Exchange.waiting_room_cookie`) and `on_response` adds it to whatever response goes out, the
 origin's or the edge's own.
 
-An admitted visitor costs one AES-GCM open, one dictionary hit in the room state and, at most
-once per `RESEAL_SECONDS`, one AES-GCM seal for a fresh cookie.
+An admitted visitor's request (the hot path) costs: the room match, a look-up of its token among
+tokens already opened (else one AES-GCM open), the ticket's expiry check and `RoomState.touch`
+(renew the session, no round-trip); at most once per `RESEAL_SECONDS`, one AES-GCM seal for a
+fresh cookie. Everyone else goes through `decide`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from ipaddress import ip_address
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING
 
-from originguard.http.messages import Headers, Response, header_value, header_values
+from originguard.http.messages import Headers, Response, header_value
 
-from .admission import Admit, Pass, Queue, Reject, decide
+from .admission import Admit, Limits, Pass, Queue, Reject, decide, limits_of
 from .page import respond
 from .registry import RoomKey, RoomRegistry
 from .settings import Phase, RoomSettings, phase_at
-from .ticket import Keyring, Ticket, cookie_name, find_token, read, set_cookie
+from .ticket import Keyring, Ticket, cookie_name, is_valid, set_cookie
 
 if TYPE_CHECKING:
     from originguard.exchange import Exchange
@@ -36,6 +38,9 @@ if TYPE_CHECKING:
 # the session): the state renews the session on every request; the cookie's own last_seen may
 # lag by this much, which only shortens an idle visitor's ticket by as long.
 RESEAL_SECONDS = 30.0
+# Tokens opened and authenticated before, per room: the same bytes open to the same ticket, so a
+# repeat visitor skips base64 and AES-GCM. Validity (expiry, room) is still checked every time.
+OPENED_TOKENS_MAX = 65_536
 
 
 @dataclass(slots=True)
@@ -44,16 +49,48 @@ class Room:
 
     zone: str
     configured: RoomSettings
-    settings: RoomSettings  # configured + admin overrides; swapped whole by the admin API
     keyring: Keyring
     host: bytes
     path: bytes
-    cookie: bytes  # cookie name, as bytes
+    cookie: bytes  # b"<cookie name>="
     reseal_after: float
+    settings: RoomSettings = field(init=False)  # configured + admin overrides
+    bypass_paths: tuple[bytes, ...] = field(init=False)
+    # The phase and limits when the room has no events (they cannot change with time).
+    fixed: tuple[Phase, Limits] | None = field(init=False)
+    opened: dict[str, Ticket] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.use(self.configured)
 
     @property
     def key(self) -> RoomKey:
         return (self.zone, self.configured.name)
+
+    def use(self, settings: RoomSettings) -> None:
+        """Put `settings` in force (at build, and when the admin API changes the room)."""
+        self.settings = settings
+        self.bypass_paths = tuple(prefix.encode() for prefix in settings.bypass.paths)
+        self.fixed = None
+        if not settings.events:
+            phase = phase_at(settings, 0.0)
+            self.fixed = (phase, limits_of(phase, 0.0))
+
+    def phase(self, now: float) -> tuple[Phase, Limits]:
+        if self.fixed is not None:
+            return self.fixed
+        phase = phase_at(self.settings, now)
+        return phase, limits_of(phase, now)
+
+    def open(self, token: str) -> Ticket | None:
+        ticket = self.opened.get(token)
+        if ticket is None:
+            ticket = self.keyring.open(token)
+            if ticket is not None:
+                if len(self.opened) >= OPENED_TOKENS_MAX:
+                    self.opened.clear()
+                self.opened[token] = ticket
+        return ticket
 
 
 def rooms_of(
@@ -65,19 +102,17 @@ def rooms_of(
     keyring = section.keyring()
     rooms = []
     for configured in section.rooms:
-        settings = registry.effective((zone, configured.name), configured)
-        rooms.append(
-            Room(
-                zone=zone,
-                configured=configured,
-                settings=settings,
-                keyring=keyring,
-                host=configured.host.encode(),
-                path=configured.path.encode(),
-                cookie=cookie_name(configured).encode(),
-                reseal_after=min(RESEAL_SECONDS, configured.session_duration / 10),
-            )
+        room = Room(
+            zone=zone,
+            configured=configured,
+            keyring=keyring,
+            host=configured.host.encode(),
+            path=configured.path.encode(),
+            cookie=cookie_name(configured).encode() + b"=",
+            reseal_after=min(RESEAL_SECONDS, configured.session_duration / 10),
         )
+        room.use(registry.effective(room.key, configured))
+        rooms.append(room)
     rooms.sort(key=lambda room: len(room.path), reverse=True)
     return rooms
 
@@ -118,7 +153,7 @@ class RoomGate:
 
     def change(self, room: Room, changes: dict[str, object]) -> RoomSettings:
         """Admin: change queue_all / limits now; kept in the registry across reloads."""
-        room.settings = self.registry.change(room.key, room.configured, dict(changes))
+        room.use(self.registry.change(room.key, room.configured, dict(changes)))
         return room.settings
 
     # -- RequestFilter ----------------------------------------------------------------------------
@@ -137,21 +172,33 @@ class RoomGate:
         settings = room.settings
         if settings.suspended:
             return None  # spec §9.1: traffic goes to the origin, no cookie set
-        path = head.path.decode("latin-1")
+        # spec §9.5: bypassed traffic is not counted and never queued.
+        if room.bypass_paths and head.path.startswith(room.bypass_paths):
+            return None
         client = None
         if settings.bypass.networks:
-            try:
-                client = ip_address(ex.client_ip)
-            except ValueError:
-                client = None
-        if settings.bypass.is_bypassed(path, client):
-            return None  # spec §9.5: not counted, not queued
+            client = _address(ex.client_ip)
+            if client is not None and any(client in net for net in settings.bypass.networks):
+                return None
         now = self.clock()
-        phase = phase_at(settings, now)
-        ticket = read(_token(head.headers, room.cookie), room.keyring, settings, phase, now)
-        decision = await decide(
-            settings, ticket, self.registry.state, now, path=path, client=client
-        )
+        phase, limits = room.phase(now)
+        token = _token(head.headers, room.cookie)
+        ticket = room.open(token) if token is not None else None
+        if ticket is not None and not is_valid(ticket, settings, phase, now):
+            ticket = None  # expired, or another room's: a new visitor
+        state = self.registry.state
+        if (
+            ticket is not None
+            and ticket.is_admitted
+            and phase.queueing_method != "reject"
+            and state.touch(settings.room_id, ticket.visitor_id, limits, now)
+        ):
+            # The hot path: a seated visitor; their session is renewed, nothing else to decide.
+            if now - ticket.last_seen >= room.reseal_after:
+                self._stash(ex, room, replace(ticket, last_seen=now), phase, now)
+            return None
+        path = head.path.decode("latin-1")
+        decision = await decide(settings, ticket, state, now, path=path, client=client)
         if isinstance(decision, Pass):
             if decision.ticket is not None:  # passthrough: counted, and the ticket kept fresh
                 self._keep(ex, room, ticket, decision.ticket, phase, now)
@@ -213,11 +260,26 @@ class RoomGate:
 
 
 def _token(headers: Headers, name: bytes) -> str | None:
-    """The ticket in the request's Cookie field(s) (RFC 6265 §5.4: may be split over several)."""
-    prefix = name + b"="
-    for value in header_values(headers, b"cookie"):
-        if prefix in value:  # cheap test before splitting the field
-            token = find_token(value.decode("latin-1"), name.decode("latin-1"))
-            if token is not None:
-                return token
+    """The value of cookie `name` (given as b"name=") in the request's Cookie field(s).
+
+    RFC 6265 §5.4: pairs are separated by "; ", and a request may carry several Cookie fields.
+    Works on bytes; the name must start a pair (``x__ogwaitingroom=`` is another cookie).
+    """
+    for key, value in headers:
+        if key != b"cookie":
+            continue
+        start = value.find(name)
+        while start >= 0:
+            if start == 0 or value[start - 1] in b"; \t":
+                end = value.find(b";", start)
+                token = value[start + len(name) : end if end >= 0 else len(value)]
+                return token.strip().strip(b'"').decode("latin-1")
+            start = value.find(name, start + 1)
     return None
+
+
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
