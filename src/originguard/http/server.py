@@ -275,9 +275,10 @@ class ClientConnection(asyncio.Protocol):
             if parts is None:
                 raise Rejection(400, "invalid request target")
             authority, raw_path, query = parts
-            path = canonical_path(raw_path)
-            if path is None:
+            canonical = canonical_path(raw_path)
+            if canonical is None:
                 raise Rejection(400, "invalid percent-encoding in path")
+            path = canonical
         raw_host = authority or (host_values[0] if host_values else b"")
         host = canonical_host(raw_host) if raw_host else b""
         if host is None:
