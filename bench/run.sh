@@ -21,6 +21,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=$(free_port); NGINX_PROXY=$(free_port); OG=$(free_port); OG_ADMIN=$(free_port)
+BARE=$(free_port)
 
 chmod 755 "$WORK"
 head -c 1024 /dev/zero | tr '\0' 'x' > "$WORK/1k"
@@ -32,7 +33,9 @@ sed -e "s|@ORIGIN@|$ORIGIN|g" -e "s|@OG@|$OG|g" -e "s|@ADMIN@|$OG_ADMIN|g" \
 "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g "pid $WORK/nginx.pid;"
 .venv/bin/originguard serve -c "$WORK/originguard.yaml" --log-level warning 2> "$WORK/og.err" &
 echo $! > "$WORK/og.pid"
-for port in $ORIGIN $NGINX_PROXY $OG; do
+.venv/bin/python bench/baseline_passthrough.py "$BARE" "$ORIGIN" &
+echo $! > "$WORK/bare.pid"
+for port in $ORIGIN $NGINX_PROXY $OG $BARE; do
   for _ in $(seq 100); do curl -fs -o /dev/null -H "Host: bench.local" "http://127.0.0.1:$port/1k" && break; sleep 0.1; done
 done
 
@@ -51,11 +54,14 @@ echo "wrk -t2 -c$CONNS -d${DURATION}s, 1 KiB response, loopback, $(nproc) cores"
 curl -fs -o /dev/null -H "Host: bench.local" "http://127.0.0.1:$OG/1k"  # warm the origin connection pool
 run "origin (nginx, direct)" "http://127.0.0.1:$ORIGIN/1k"
 run "nginx proxy_pass" "http://127.0.0.1:$NGINX_PROXY/1k"
+run "bare uvloop+httptools" "http://127.0.0.1:$BARE/1k"
 run "originguard" "http://127.0.0.1:$OG/1k"
 python3 - "$WORK" <<'PY'
 import sys, pathlib
 w = pathlib.Path(sys.argv[1])
 og = float((w / "originguard.rps").read_text())
 ng = float((w / "nginx proxy_pass.rps").read_text())
+bare = float((w / "bare uvloop+httptools.rps").read_text())
 print(f"ratio originguard / nginx proxy_pass = {og / ng:.2f}")
+print(f"ratio originguard / bare Python pass-through = {og / bare:.2f}")
 PY
