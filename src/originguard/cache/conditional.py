@@ -143,18 +143,22 @@ def matches_304(stored_headers: Headers, headers_304: Headers) -> bool:
     return True
 
 
-# RFC 9111 §3.2: fields a 304 must not replace in the stored response.
+# RFC 9111 §3.2: fields a 304 must not replace in the stored response: framing, hop-by-hop,
+# and fields that describe the stored body itself (Content-MD5 is a digest of it).
 _NOT_UPDATED = frozenset(
     {b"content-length", b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
      b"transfer-encoding", b"upgrade", b"proxy-authenticate", b"proxy-authorization",
-     b"content-encoding", b"content-range"}
+     b"content-encoding", b"content-range", b"content-md5"}
 )  # fmt: skip
 
 
 def merge_304(stored_headers: Headers, headers_304: Headers) -> Headers:
     """The stored header fields updated with a 304's (RFC 9111 §3.2, §4.3.4): each field in
-    the 304 replaces all stored lines of that name, except framing and hop-by-hop fields."""
+    the 304 replaces all stored lines of that name, except framing and hop-by-hop fields.
+    A stored ETag is kept: it names the stored body, which a 304 does not change."""
     skip = set(_NOT_UPDATED)
+    if any(name == b"etag" for name, _ in stored_headers):
+        skip.add(b"etag")
     for line in values(headers_304, b"connection"):
         skip.update(name.lower() for name in split_list(line))
     replacing = {name for name, _ in headers_304 if name not in skip}

@@ -100,6 +100,7 @@ class CacheControl:
     stale_while_revalidate: int | None = None
     stale_if_error: int | None = None
     only_if_cached: bool = False
+    must_understand: bool = False
     max_stale: int | None = None  # request: DELTA_MAX when given without a value ("any")
     min_fresh: int | None = None
 
@@ -131,6 +132,7 @@ _FLAGS = {
     b"no-transform": "no_transform",
     b"immutable": "immutable",
     b"only-if-cached": "only_if_cached",
+    b"must-understand": "must_understand",
 }
 
 
@@ -282,9 +284,13 @@ def date_field(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> float | N
 
 def age_field(headers: Iterable[tuple[bytes, bytes]]) -> int:
     """The Age value in seconds: 0 when absent, 2^31 when unusable, so the response is stale
-    (RFC 9111 §5.1: a non-numeric, negative or list value cannot be trusted)."""
+    (RFC 9111 §5.1: a non-numeric, negative or list value cannot be trusted, and neither can
+    several Age field lines: RFC 9110 §5.5 lets a recipient treat a repeated singleton field
+    as invalid)."""
     lines = list(values(headers, b"age"))
     if not lines:
         return 0
+    if len(lines) > 1:
+        return DELTA_MAX
     seconds = parse_delta(lines[0].strip())
     return DELTA_MAX if seconds is None else seconds

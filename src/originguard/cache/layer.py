@@ -127,7 +127,7 @@ class ZoneCache:
         if entry is None:
             return Lookup(CacheStatus.MISS, key, rule, browser_ttl)
         now = self.clock()
-        age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+        age = _current_age(entry, now)
         request_cc = cache_control(head.headers)
         if policy.is_fresh(entry.lifetime, age, request_cc):
             return Lookup(CacheStatus.HIT, key, rule, browser_ttl, entry, age)
@@ -220,6 +220,9 @@ class ZoneCache:
             lifetime=policy.freshness_lifetime(
                 status, headers, lookup.rule, response_time=response_time
             ),
+            # Age is not replayed but counts: RFC 9111 §4.2.3 (the origin's Age, or another
+            # cache's, plus the response delay).
+            initial_age=policy.initial_age(headers, request_time, response_time),
         )
         return entry if self.store.put(entry) else None
 
@@ -229,11 +232,8 @@ class ZoneCache:
         """The stored entry refreshed by a 304 (RFC 9111 §4.3.4), stored again."""
         assert lookup.entry is not None
         old = lookup.entry
-        merged = [
-            (name, value)
-            for name, value in policy.merge_304(old.headers, headers_304)
-            if name not in _NOT_REPLAYED
-        ]
+        updated = policy.merge_304(old.headers, headers_304)
+        merged = [(name, value) for name, value in updated if name not in _NOT_REPLAYED]
         entry = replace(
             old,
             headers=merged,
@@ -243,6 +243,7 @@ class ZoneCache:
             lifetime=policy.freshness_lifetime(
                 old.status, merged, lookup.rule, response_time=response_time
             ),
+            initial_age=policy.initial_age(updated, request_time, response_time),
         )
         self.store.put(entry)
         return entry
@@ -254,9 +255,7 @@ class ZoneCache:
         return policy.may_serve_stale(
             cache_control(entry.headers),
             entry.lifetime,
-            policy.current_age(
-                entry.headers, entry.request_time, entry.response_time, self.clock()
-            ),
+            _current_age(entry, self.clock()),
             StaleUse.IF_ERROR,
             lookup.rule,
         )
@@ -267,7 +266,7 @@ class ZoneCache:
         """A response made from a stored entry: conditionals (304/412), ranges (206/416),
         Age and the cache status headers. HEAD is handled by the caller (no body sent)."""
         now = self.clock()
-        age = policy.current_age(entry.headers, entry.request_time, entry.response_time, now)
+        age = _current_age(entry, now)
         headers = list(entry.headers)
         if not lookup.rule.respect_strong_etags:
             headers = policy.weaken_etags(headers)
@@ -366,6 +365,11 @@ def _apply(rule: CacheRule, settings: CacheRuleSettings) -> CacheRule:
         if value is not None:
             changes[name] = value
     return replace(rule, **changes) if changes else rule  # type: ignore[arg-type]
+
+
+def _current_age(entry: Entry, now: float) -> float:
+    """current_age of RFC 9111 §4.2.3 from the initial age fixed when the entry was stored."""
+    return entry.initial_age + max(0.0, now - entry.response_time)
 
 
 def _plain(headers: Headers) -> Headers:

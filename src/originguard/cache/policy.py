@@ -303,10 +303,13 @@ def storability(
     rule = rule or DEFAULT_RULE
     if status == 206:
         return NotStorable(Reason.PARTIAL)
-    if status not in UNDERSTOOD_STATUSES:
+    if not 200 <= status <= 599 or status == 304:
         return NotStorable(Reason.STATUS)
     req_cc = cache_control(req_headers)
     cc = cache_control(resp_headers)
+    understood = status in UNDERSTOOD_STATUSES
+    if cc.must_understand and not understood:  # RFC 9111 §3, §5.2.2.3
+        return NotStorable(Reason.STATUS)
     if cc.no_store or req_cc.no_store:  # RFC 9111 §3 and §5.2.1.5
         return NotStorable(Reason.NO_STORE)
     explicit_ttl = rule.explicit_ttl(status)
@@ -339,6 +342,10 @@ def storability(
         explicit = _has_explicit_freshness(cc, resp_headers)
         if rule.edge_ttl_mode is EdgeTTLMode.BYPASS_BY_DEFAULT and not explicit:
             return NotStorable(Reason.NO_FRESHNESS)
+        if not understood and not (explicit or cc.public):
+            # RFC 9111 §3: a status the cache does not know is stored only when the response
+            # says how (explicit freshness, or `public` allowing the heuristic).
+            return NotStorable(Reason.STATUS)
         if not explicit:
             if _fallback_lifetime(status, cc, resp_headers, rule, response_time) is None:
                 return NotStorable(Reason.STATUS)  # spec §8.2: "anything else: not cached"

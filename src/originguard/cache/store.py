@@ -34,6 +34,7 @@ class Entry:
     vary: tuple[bytes, ...] = ()  # the field names the variant key was computed from
     tags: tuple[bytes, ...] = ()
     lifetime: float = 0.0  # freshness lifetime decided when stored
+    initial_age: float = 0.0  # corrected_initial_age (RFC 9111 §4.2.3) decided when stored
     size: int = field(init=False)
 
     def __post_init__(self) -> None:

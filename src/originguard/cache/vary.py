@@ -1,5 +1,6 @@
 """Secondary cache keys from Vary (RFC 9111 §4.1), with Accept-Encoding reduced to the few
-encodings the edge stores, so clients that differ trivially share one variant."""
+encodings the edge stores and Accept-Language put in a canonical order and case, so clients
+that differ trivially share one variant."""
 
 from __future__ import annotations
 
@@ -40,6 +41,30 @@ def normalise_accept_encoding(lines: list[bytes]) -> bytes:
     return b"identity"
 
 
+def normalise_accept_language(lines: list[bytes]) -> bytes:
+    """Accept-Language as a variant key: language ranges lower-cased (RFC 4647 §2: they are
+    case-insensitive) and ordered by weight, then name, since ranges of equal weight are
+    equally preferred (RFC 9110 §12.4.2); ranges refused with q=0 are left out."""
+    weighted: list[tuple[float, bytes]] = []
+    for line in lines:
+        for member in split_list(line):
+            language, _, params = member.partition(b";")
+            weight = 1.0
+            for param in params.split(b";"):
+                name, eq, value = param.strip().partition(b"=")
+                if eq and name.strip().lower() == b"q":
+                    try:
+                        weight = float(value.strip())
+                    except ValueError:
+                        weight = 1.0
+            if weight > 0:
+                weighted.append((-weight, language.strip().lower()))
+    return b",".join(
+        language if weight == -1.0 else b"%s;q=%g" % (language, -weight)
+        for weight, language in sorted(set(weighted))
+    )
+
+
 def _normalise(lines: list[bytes]) -> bytes:
     """Field lines combined as one list, whitespace around members dropped (§4.1 allows it)."""
     return b",".join(member for line in lines for member in split_list(line))
@@ -54,6 +79,8 @@ def vary_key(vary_header_values: Iterable[bytes], req_headers: Headers) -> bytes
         lines = list(values(req_headers, name))
         if name == b"accept-encoding":
             parts.append(name + b"=" + normalise_accept_encoding(lines))
+        elif name == b"accept-language" and lines:
+            parts.append(name + b"=" + normalise_accept_language(lines).replace(b"\x00", b"%00"))
         elif lines:
             parts.append(name + b"=" + _normalise(lines).replace(b"\x00", b"%00"))
         else:

@@ -132,7 +132,13 @@ STORABILITY = [
     ("206 partial content is not stored", 206, [], ["Cache-Control: max-age=60"], None,
      Reason.PARTIAL, "BYPASS"),
     ("304 is not a storable response", 304, [], [], None, Reason.STATUS, "BYPASS"),
-    ("unknown status", 599, [], ["Cache-Control: max-age=60"], None, Reason.STATUS, "BYPASS"),
+    ("RFC 9111 §3 unknown status with explicit freshness is stored", 599, [],
+     ["Cache-Control: max-age=60"], None, Reason.STORED, None),
+    ("RFC 9111 §3 unknown status without freshness", 599, [], [], None, Reason.STATUS, "BYPASS"),
+    ("RFC 9111 §5.2.2.3 must-understand with an unknown status", 599, [],
+     ["Cache-Control: max-age=60, must-understand"], None, Reason.STATUS, "BYPASS"),
+    ("RFC 9111 §5.2.2.3 must-understand with a known status keeps no-store", 200, [],
+     ["Cache-Control: max-age=60, must-understand, no-store"], None, Reason.NO_STORE, "BYPASS"),
 ]
 
 
