@@ -12,13 +12,15 @@ Grammar (lowest precedence first; wirefilter's order ``not > and > xor > or``)::
     rhs      := literal | "{" (literal | literal ".." literal)* "}" | "$" name
     literal  := STRING | INT | IP | CIDR
 
-Every node keeps the character span it came from, so later errors can point at it.
+Every node keeps the character span it came from, so later errors can point at it. Spans are
+not part of a node's value: two trees are equal when they mean the same expression, wherever
+it was written (``parse(format_expression(tree)) == tree``, see ``printer``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from originguard.protect.rules.errors import RuleSyntaxError
 from originguard.protect.rules.lexer import Tok, Token, tokenize
@@ -28,55 +30,55 @@ from originguard.protect.rules.lexer import Tok, Token, tokenize
 class Literal:
     kind: Tok  # STRING, INT or IP (an IP token may carry a /prefix)
     value: str
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Range:
     low: Literal
     high: Literal
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class SetLiteral:
     items: tuple[Literal | Range, ...]
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ListRef:
     name: str
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
     name: str
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
     base: Value
     key: str | int | None  # None is [*]: every element
-    pos: int
-    end: int
-    key_pos: int
-    key_end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
+    key_pos: int = field(compare=False)
+    key_end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     name: str
     args: tuple[Node | Literal, ...]
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,25 +86,25 @@ class Compare:
     lhs: Value
     op: str  # canonical English spelling: eq ne lt le gt ge contains matches in wildcard ...
     rhs: Literal | SetLiteral | ListRef
-    op_pos: int
-    op_end: int
-    pos: int
-    end: int
+    op_pos: int = field(compare=False)
+    op_end: int = field(compare=False)
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     operand: Node
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Logical:
     op: str  # "and", "xor" or "or"
     operands: tuple[Node, ...]
-    pos: int
-    end: int
+    pos: int = field(compare=False)
+    end: int = field(compare=False)
 
 
 Value = Field | Index | Call
