@@ -11,9 +11,7 @@ from typing import Any
 from originguard.protect.waiting_room.admission import (
     Admit,
     Decision,
-    MemoryRoomState,
     Pass,
-    Placement,
     Queue,
     Reject,
     decide,
@@ -21,6 +19,8 @@ from originguard.protect.waiting_room.admission import (
 )
 from originguard.protect.waiting_room.settings import RoomSettings, phase_at
 from originguard.protect.waiting_room.ticket import Ticket, is_valid
+from originguard.state.base import Placement
+from originguard.state.memory import MemoryAdmissionQueue
 
 T0 = 1_700_000_040.0  # a minute boundary
 
@@ -38,7 +38,7 @@ def _room(**fields: Any) -> RoomSettings:
 class Browser:
     """A visitor with a cookie jar: keeps the last ticket and sends it back if still valid."""
 
-    def __init__(self, room: RoomSettings, state: MemoryRoomState) -> None:
+    def __init__(self, room: RoomSettings, state: MemoryAdmissionQueue) -> None:
         self.room = room
         self.state = state
         self.ticket: Ticket | None = None
@@ -56,7 +56,7 @@ class Browser:
 
 
 def _crowd(room: RoomSettings, count: int, seed: int = 1) -> list[Browser]:
-    state = MemoryRoomState(rng=random.Random(seed))
+    state = MemoryAdmissionQueue(rng=random.Random(seed))
     return [Browser(room, state) for _ in range(count)]
 
 
@@ -176,7 +176,7 @@ def test_admitted_ticket_is_honoured_by_a_fresh_state_without_counting_a_new_use
     room = _room()
     v1 = _crowd(room, 1)[0]
     v1.visit(T0)
-    v1.state = MemoryRoomState()  # the edge restarted
+    v1.state = MemoryAdmissionQueue()  # the edge restarted
     again = v1.visit(T0 + 30)
     assert isinstance(again, Admit) and not again.is_new
     assert again.ticket.accepted_at == T0

@@ -14,16 +14,11 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from originguard.protect.waiting_room.admission import (
-    REFRESH_INTERVAL,
-    Admit,
-    MemoryRoomState,
-    Queue,
-    decide,
-    minute_of,
-)
+from originguard.protect.waiting_room.admission import Admit, Queue, decide
 from originguard.protect.waiting_room.settings import RoomSettings, phase_at
 from originguard.protect.waiting_room.ticket import Ticket, is_valid
+from originguard.state.base import REFRESH_INTERVAL, minute_of
+from originguard.state.memory import MemoryAdmissionQueue
 
 T0 = 1_700_000_040.0  # a minute boundary
 VISITORS = 5_000
@@ -63,7 +58,7 @@ async def _simulate() -> tuple[Counter[int], list[tuple[float, int, int]], list[
         new_users_per_minute=PER_MINUTE,
         session_duration=300.0,
     )
-    state = MemoryRoomState(rng=random.Random(11))
+    state = MemoryAdmissionQueue(rng=random.Random(11))
     crowd = _population(rng)
     # (time, order, kind, visitor): kind 0 = minute tick, 1 = visitor request
     agenda: list[tuple[float, int, int, int]] = []

@@ -1,13 +1,14 @@
-"""MemoryRoomState bookkeeping: renewals and refreshes must not grow its deadline heaps."""
+"""MemoryAdmissionQueue bookkeeping: renewals and refreshes must not grow its deadline heaps."""
 
 from __future__ import annotations
 
 import asyncio
 
-from originguard.protect.waiting_room.admission import Limits, MemoryRoomState, Visitor
+from originguard.state.base import AdmissionLimits, Visitor
+from originguard.state.memory import MemoryAdmissionQueue
 
 T0 = 1_700_000_040.0
-LIMITS = Limits(
+LIMITS = AdmissionLimits(
     total_active_users=1,
     new_users_per_minute=1,
     session_duration=60.0,
@@ -18,7 +19,7 @@ LIMITS = Limits(
 
 
 def test_renewing_a_session_a_thousand_times_keeps_one_deadline_entry() -> None:
-    state = MemoryRoomState()
+    state = MemoryAdmissionQueue()
     seated = Visitor(b"s" * 16, 0, None)
     waiting = Visitor(b"w" * 16, 0, None)
     now = T0
@@ -34,7 +35,7 @@ def test_renewing_a_session_a_thousand_times_keeps_one_deadline_entry() -> None:
 
 
 def test_session_still_ends_one_duration_after_the_last_renewal() -> None:
-    state = MemoryRoomState()
+    state = MemoryAdmissionQueue()
     seated = Visitor(b"s" * 16, 0, None)
     state.admit_or_queue_now(b"room", seated, LIMITS, T0)
     state.admit_or_queue_now(b"room", seated, LIMITS, T0 + 50)

@@ -2,7 +2,7 @@
 
 settings.py  RoomSettings, Event, Bypass; phase_at(settings, now) -> Phase
 ticket.py    Ticket, Keyring (AES-GCM, rotation); read(token, ...) -> Ticket | None
-admission.py RoomState protocol, MemoryRoomState; decide(...) -> Admit | Queue | Reject | Pass
+admission.py decide(...) -> Admit | Queue | Reject | Pass (state: state.base.AdmissionQueue)
 page.py      respond(settings, decision, accept, now) -> RoomPage (HTML queue/reject or JSON)
 template.py  the Mustache subset used by default and custom pages
 """

@@ -7,7 +7,7 @@ with the queue page, the JSON status or the reject page. The ticket to set rides
 origin's or the edge's own.
 
 An admitted visitor's request (the hot path) costs: the room match, a look-up of its token among
-tokens already opened (else one AES-GCM open), the ticket's expiry check and `RoomState.touch`
+tokens already opened (else one AES-GCM open), the ticket's expiry check and `AdmissionQueue.touch`
 (renew the session, no round-trip); at most once per `RESEAL_SECONDS`, one AES-GCM seal for a
 fresh cookie. Everyone else goes through `decide`.
 """
@@ -21,8 +21,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING
 
 from originguard.http.messages import Headers, Response, header_value
+from originguard.state.base import AdmissionLimits
 
-from .admission import Admit, Limits, Pass, Queue, Reject, decide, limits_of
+from .admission import Admit, Pass, Queue, Reject, decide, limits_of
 from .page import respond
 from .registry import RoomKey, RoomRegistry
 from .settings import Phase, RoomSettings, phase_at
@@ -57,7 +58,7 @@ class Room:
     settings: RoomSettings = field(init=False)  # configured + admin overrides
     bypass_paths: tuple[bytes, ...] = field(init=False)
     # The phase and limits when the room has no events (they cannot change with time).
-    fixed: tuple[Phase, Limits] | None = field(init=False)
+    fixed: tuple[Phase, AdmissionLimits] | None = field(init=False)
     opened: dict[str, Ticket] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,7 +77,7 @@ class Room:
             phase = phase_at(settings, 0.0)
             self.fixed = (phase, limits_of(phase, 0.0))
 
-    def phase(self, now: float) -> tuple[Phase, Limits]:
+    def phase(self, now: float) -> tuple[Phase, AdmissionLimits]:
         if self.fixed is not None:
             return self.fixed
         phase = phase_at(self.settings, now)

@@ -1,6 +1,6 @@
 """The rooms' counters: one status document per room (admin API), and the Prometheus gauges.
 
-Counts come from `RoomState.stats`, which may be a network round-trip (Redis), so gauges are
+Counts come from `AdmissionQueue.stats`, which may be a network round-trip (Redis), so gauges are
 refreshed by a background service every `REFRESH_SECONDS` rather than computed at scrape time.
 """
 
@@ -13,7 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .admission import MAX_KNOWN_WAIT_MINUTES, RoomStats
+from originguard.state.base import AdmissionStats
+
+from .admission import MAX_KNOWN_WAIT_MINUTES
 from .gate import Room, RoomGate
 from .settings import MINUTE, phase_at
 
@@ -25,7 +27,7 @@ log = logging.getLogger("originguard.waiting_room")
 REFRESH_SECONDS = 5.0
 
 
-def wait_minutes(stats: RoomStats, new_users_per_minute: int) -> int | None:
+def wait_minutes(stats: AdmissionStats, new_users_per_minute: int) -> int | None:
     """Minutes until the last visitor in line gets in (spec §9.3); 0 with no queue, None unknown.
 
     Departures stand in for admissions until admissions were measured, as in `estimate_wait`.
@@ -41,7 +43,7 @@ def wait_minutes(stats: RoomStats, new_users_per_minute: int) -> int | None:
     return minutes if minutes <= MAX_KNOWN_WAIT_MINUTES else None
 
 
-def room_status(gate: RoomGate, room: Room, stats: RoomStats, now: float) -> dict[str, Any]:
+def room_status(gate: RoomGate, room: Room, stats: AdmissionStats, now: float) -> dict[str, Any]:
     """One room for the admin API: its settings in force, overrides and live counts."""
     settings = room.settings
     phase = phase_at(settings, now)

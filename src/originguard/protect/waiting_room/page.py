@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from originguard.state.base import REFRESH_INTERVAL
+
 from . import template
-from .admission import REFRESH_INTERVAL, Queue, Reject, Wait
+from .admission import Queue, Reject, Wait
 from .settings import MINUTE, Phase, RoomSettings
 
 JSON_TYPE = "application/json"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .admission import MemoryRoomState, RoomState
+from originguard.state.base import AdmissionQueue
+from originguard.state.memory import MemoryAdmissionQueue
+
 from .settings import RoomSettings
 
 # The settings an operator may change at run time (admin API); None in a request clears one.
@@ -19,8 +21,8 @@ RoomKey = tuple[str, str]  # (zone name, room name)
 
 
 class RoomRegistry:
-    def __init__(self, state: RoomState | None = None) -> None:
-        self.state: RoomState = state if state is not None else MemoryRoomState()
+    def __init__(self, state: AdmissionQueue | None = None) -> None:
+        self.state: AdmissionQueue = state if state is not None else MemoryAdmissionQueue()
         self._overrides: dict[RoomKey, dict[str, Any]] = {}
 
     def overrides(self, key: RoomKey) -> dict[str, Any]:

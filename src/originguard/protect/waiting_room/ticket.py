@@ -28,11 +28,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from originguard.state.base import QUEUE_GRACE
+
 from .settings import Phase, RoomSettings
 
 COOKIE_BASE = "__ogwaitingroom"
-# spec §9.2: a queued visitor's place is held 5 minutes after their last refresh.
-QUEUE_GRACE = 300.0
 MIN_SECRET_BYTES = 16
 
 _VERSION = 1
