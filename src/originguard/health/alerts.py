@@ -17,7 +17,6 @@ from enum import StrEnum
 from originguard.health.settings import AlertSettings
 from originguard.health.state import Health, Transition
 
-PASSIVE_WINDOW = 300.0  # spec §4.2: a 5-minute sample that is 100 % 521
 PASSIVE_LOOKBACK = 86400.0  # the origin served non-5xx in the past 24 h
 PASSIVE_SHARE = 0.10  # those 521s are > 10 % of the zone's traffic
 PASSIVE_REPEAT = 8 * 3600.0  # at most once per origin per 8 h
@@ -116,9 +115,10 @@ Key = tuple[str, str | None]  # (zone, origin); origin None = the whole zone
 
 
 class AlertEngine:
-    def __init__(self, settings: AlertSettings, bucket: float = 10.0) -> None:
+    def __init__(self, settings: AlertSettings, bucket: float | None = None) -> None:
         self._settings = settings
-        self._bucket = bucket
+        self._fixed_bucket = bucket
+        self._bucket = settings.bucket if bucket is None else bucket
         self._windows: dict[Key, Window] = {}
         self._last_ok: dict[Key, float] = {}
         self._firing: dict[Key, float] = {}
@@ -126,15 +126,19 @@ class AlertEngine:
         self._pending: list[Alert] = []
 
     def reconfigure(self, settings: AlertSettings) -> None:
-        """New thresholds after a reload; the counted traffic and firing alerts stay."""
+        """New thresholds after a reload; the counted traffic and firing alerts stay (windows
+        already counting keep their bucket width; new ones use the new width)."""
         self._settings = settings
+        if self._fixed_bucket is None:
+            self._bucket = settings.bucket
 
     def record(self, zone: str, origin: str, status: int, now: float) -> None:
         """Count one proxied response (status 521/522/523 for edge connect failures)."""
         for key in ((zone, None), (zone, origin)):
             window = self._windows.get(key)
             if window is None:
-                window = self._windows[key] = Window(self._bucket, self._settings.long_window)
+                span = max(self._settings.long_window, self._settings.passive_window)
+                window = self._windows[key] = Window(self._bucket, span)
             window.add(now, status)
         if status < 500:
             self._last_ok[(zone, origin)] = now
@@ -194,7 +198,8 @@ class AlertEngine:
         if firing and key not in self._firing:
             self._firing[key] = now
             summary = f"origin error rate for {subject}: burning the {s.slo}% SLO budget "
-            summary += f"{burn_short:.1f}x (5 min) and {burn_long:.1f}x (1 h)"
+            summary += f"{burn_short:.1f}x ({_span(s.short_window)}) and {burn_long:.1f}x "
+            summary += f"({_span(s.long_window)})"
             yield Alert(AlertKind.ERROR_RATE, zone, origin, now, summary, details)
         elif key in self._firing and burn_short <= s.burn_threshold:
             since = self._firing.pop(key)
@@ -204,9 +209,10 @@ class AlertEngine:
 
     def _passive_check(self, key: Key, window: Window, now: float) -> Iterable[Alert]:
         zone, origin = key
-        ours = window.counts(PASSIVE_WINDOW, now)
+        sample = self._settings.passive_window  # spec §4.2: 5 minutes by default
+        ours = window.counts(sample, now)
         zone_window = self._windows.get((zone, None))
-        zone_total = zone_window.counts(PASSIVE_WINDOW, now).total if zone_window else 0
+        zone_total = zone_window.counts(sample, now).total if zone_window else 0
         last_ok = self._last_ok.get(key, -math.inf)
         met = (
             ours.total > 0
@@ -227,12 +233,13 @@ class AlertEngine:
         state.last_sent = now
         state.sent_in_issue += 1
         details: dict[str, float | int | str] = {
-            "requests_5min": ours.total,
-            "zone_requests_5min": zone_total,
+            "requests_in_window": ours.total,
+            "zone_requests_in_window": zone_total,
+            "window": sample,
             "last_success_age": now - last_ok,
             "alert_in_issue": state.sent_in_issue,
         }
-        summary = f"{origin} is unreachable: every request in the last 5 minutes got 521"
+        summary = f"{origin} is unreachable: every request in the last {_span(sample)} got 521"
         yield Alert(AlertKind.PASSIVE_MONITORING, zone, origin, now, summary, details)
 
     def _forget(self, now: float) -> None:
@@ -246,3 +253,14 @@ class AlertEngine:
         cleared = [k for k, p in self._passive.items() if now - p.last_seen >= PASSIVE_ISSUE_CLEARS]
         for key in cleared:
             del self._passive[key]
+
+
+def _span(seconds: float) -> str:
+    """300 -> "5 minutes", 3600 -> "1 hour", 2.5 -> "2.5 seconds"."""
+    if seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    if seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} seconds"

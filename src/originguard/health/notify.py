@@ -1,6 +1,7 @@
-"""Alert delivery: every alert is logged, then POSTed as JSON to each webhook.
+"""Alert delivery: every alert is logged, then POSTed as JSON to each webhook and, when
+configured, emailed (``mail``).
 
-A failing webhook never raises into the caller: each delivery ends as a ``Delivery`` value
+A failing channel never raises into the caller: each delivery ends as a ``Delivery`` value
 after at most ``max_attempts`` tries with doubling backoff (the sleep is injected). Generic
 webhooks get an HMAC-SHA256 signature over ``<timestamp>.<body>`` when a secret is set.
 """
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 import aiohttp
 
 from originguard.health.alerts import Alert
-from originguard.health.settings import WebhookSettings
+from originguard.health.mail import Attempt, Mailer, SendMail, smtp_send
+from originguard.health.settings import EmailSettings, WebhookSettings
 
 log = logging.getLogger("originguard.health.alerts")
 
@@ -54,7 +56,9 @@ class Notifier:
         self,
         webhooks: Sequence[WebhookSettings],
         *,
+        email: EmailSettings | None = None,
         post: Post | None = None,
+        send_mail: SendMail = smtp_send,
         max_attempts: int = 3,
         backoff: float = 1.0,
         timeout: float = 10.0,
@@ -71,9 +75,16 @@ class Notifier:
         self._clock = clock
         self._env = os.environ if env is None else env
         self._session: aiohttp.ClientSession | None = None
+        self._mailer = Mailer(email, send=send_mail, env=self._env) if email else None
+
+    @property
+    def channels(self) -> int:
+        """Deliveries per alert: one per webhook, plus one for email."""
+        return len(self._webhooks) + (self._mailer is not None)
 
     async def deliver(self, alerts: Sequence[Alert]) -> list[Delivery]:
-        """Log every alert, then send each to every webhook; never raises."""
+        """Log every alert, then send each to every channel; never raises. The result holds
+        ``channels`` deliveries per alert, in alert order: the webhooks', then the email's."""
         for alert in alerts:
             log.warning(
                 "alert %s zone=%s origin=%s: %s",
@@ -82,15 +93,21 @@ class Notifier:
                 alert.origin,
                 alert.summary,
             )
-        jobs = [self._send(hook, alert) for alert in alerts for hook in self._webhooks]
+        jobs = []
+        for alert in alerts:
+            jobs += [self._webhook(hook, alert) for hook in self._webhooks]
+            if self._mailer is not None:
+                jobs.append(self._email(self._mailer, alert))
         return list(await asyncio.gather(*jobs))
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._mailer is not None:
+            self._mailer.close()
 
-    async def _send(self, hook: WebhookSettings, alert: Alert) -> Delivery:
+    async def _webhook(self, hook: WebhookSettings, alert: Alert) -> Delivery:
         body = body_for(alert, hook.format)
         headers = {"Content-Type": "application/json"}
         secret = self._env.get(hook.secret_env) if hook.secret_env else None
@@ -98,22 +115,38 @@ class Notifier:
             stamp = int(self._clock())
             headers[TIMESTAMP_HEADER] = str(stamp)
             headers[SIGNATURE_HEADER] = sign(secret.encode(), stamp, body)
-        error = "not sent"
-        for attempt in range(1, self._max_attempts + 1):
+
+        async def once() -> Attempt:
             try:
                 status = await asyncio.wait_for(self._post(hook.url, body, headers), self._timeout)
             except Exception as exc:  # a channel failure must never reach the proxy
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                if 200 <= status < 300:
-                    return Delivery(hook.url, True, attempt)
-                error = f"HTTP {status}"
-                if 400 <= status < 500 and status not in (408, 429):
-                    break  # the receiver rejects this body: retrying will not help
+                return Attempt(False, f"{type(exc).__name__}: {exc}")
+            if 200 <= status < 300:
+                return Attempt(True)
+            # a 4xx other than 408/429: the receiver rejects this body, retrying will not help
+            rejected = 400 <= status < 500 and status not in (408, 429)
+            return Attempt(False, f"HTTP {status}", final=rejected)
+
+        return await self._retry(hook.url, once)
+
+    async def _email(self, mailer: Mailer, alert: Alert) -> Delivery:
+        return await self._retry(mailer.target, lambda: mailer.send_once(alert))
+
+    async def _retry(self, target: str, once: Callable[[], Awaitable[Attempt]]) -> Delivery:
+        """Up to ``max_attempts`` tries with doubling backoff; a final failure stops early."""
+        error = "not sent"
+        attempt = 0
+        for attempt in range(1, self._max_attempts + 1):
+            result = await once()
+            if result.ok:
+                return Delivery(target, True, attempt)
+            error = result.error or "failed"
+            if result.final:
+                break
             if attempt < self._max_attempts:
                 await self._sleep(self._backoff * 2 ** (attempt - 1))
-        log.error("alert delivery to %s failed after %d attempt(s): %s", hook.url, attempt, error)
-        return Delivery(hook.url, False, attempt, error)
+        log.error("alert delivery to %s failed after %d attempt(s): %s", target, attempt, error)
+        return Delivery(target, False, attempt, error)
 
     async def _aiohttp_post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
         if self._session is None:

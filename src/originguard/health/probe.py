@@ -55,12 +55,19 @@ TIMEOUT_REASONS = frozenset({FailureReason.TCP_TIMEOUT, FailureReason.HTTP_TIMEO
 
 @dataclass(frozen=True, slots=True)
 class ProbeTarget:
-    """Where a probe goes. Host header precedence (spec §6.2): endpoint > monitor > address."""
+    """Where a probe goes. Host header precedence (spec §6.2): endpoint > monitor > address.
+
+    ``tls``/``server_name`` carry a pool's origin TLS (``tls.pool_tls``: verification mode, CA
+    bundle, client certificate, SNI) so an https probe shakes hands exactly as the proxy does;
+    None: the monitor's own context (``allow_insecure``) and the Host name as SNI.
+    """
 
     address: str
     port: int = 0  # 0 = the monitor's port
     host_header: str | None = None
     probe_id: str = ""
+    tls: ssl.SSLContext | None = None
+    server_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +186,11 @@ async def _http_attempt(
     port = target.port or monitor.effective_port
     host = _host_header(target, monitor, port)
     path = monitor.path
-    context = (tls or tls_context(monitor.allow_insecure)) if monitor.type == "https" else None
-    sni = _strip_port(host) if context is not None else None
+    context: ssl.SSLContext | None = None
+    sni: str | None = None
+    if monitor.type == "https":
+        context = target.tls or tls or tls_context(monitor.allow_insecure)
+        sni = target.server_name or _strip_port(host)
     for _hop in range(MAX_REDIRECTS + 1):
         remaining = max(0.0, deadline - clock())
         try:

@@ -138,7 +138,9 @@ class HealthService:
             self.engine = AlertEngine(settings.alerts)
             self.history = deque(maxlen=ALERT_HISTORY)
         self._notifier = notifier or Notifier(
-            settings.alerts.webhooks, max_attempts=settings.alerts.max_attempts
+            settings.alerts.webhooks,
+            email=settings.alerts.email,
+            max_attempts=settings.alerts.max_attempts,
         )
         self._scheduler = Scheduler(
             self._probe,
@@ -299,9 +301,9 @@ class HealthService:
 
     async def _send(self, records: Sequence[AlertRecord]) -> None:
         deliveries = await self._notifier.deliver([r.alert for r in records])
-        hooks = len(self.settings.alerts.webhooks)
+        channels = self._notifier.channels
         for index, record in enumerate(records):
-            record.deliveries = deliveries[index * hooks : (index + 1) * hooks]
+            record.deliveries = deliveries[index * channels : (index + 1) * channels]
             record.pending = False
             kind = record.alert.kind.value
             if not record.deliveries:
@@ -418,12 +420,17 @@ def _watched(config: Config, router: Router) -> Iterable[Watched]:
             has_host = any(name.lower() == "host" for name in monitor.headers)
             for origin in pool.origins:
                 key = origin_key(zone.name, pool.name, origin.address)
+                # An https probe of a TLS pool uses the pool's context and SNI: a `strict` pool's
+                # origin is healthy only if its certificate passes the proxy's own checks.
+                tls = origin.tls if monitor.type == "https" else None
                 # [ours] monitor port 0 = the origin's own port (origins always name one).
                 target = ProbeTarget(
                     origin.host,
                     monitor.port or origin.port,
                     None if has_host or zone.host_header is None else zone.host_header.decode(),
                     key,
+                    tls.context if tls is not None else None,
+                    tls.server_hostname if tls is not None else None,
                 )
                 yield Watched(key, zone.name, pool.name, origin.address, target, monitor)
     for check in config.health.checks:

@@ -6,6 +6,7 @@ Defaults and ranges follow cloudflare-spec.md §4, §5 and §6; ``[ours]`` marks
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Annotated, Literal
 
@@ -276,12 +277,92 @@ class WebhookSettings(_Model):
     )
 
 
+_MAILBOX = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+_SERVER = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>\d{1,5})$")
+
+
+class EmailSettings(_Model):
+    """Alerts as plain-text email through one SMTP relay (spec §4.3); password from the env."""
+
+    server: str = Field(description="SMTP relay as host:port, e.g. smtp.example.com:587.")
+    sender: str = Field(description="The From address (header and envelope).")
+    to: list[str] = Field(
+        min_length=1, max_length=20, description="Recipients (spec §5: up to 20 addresses)."
+    )
+    starttls: bool = Field(
+        default=False, description="Upgrade with STARTTLS before anything else is sent."
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        description="PEM CA certificates that sign the relay's certificate (default: system).",
+    )
+    username: str | None = Field(default=None, description="AUTH LOGIN/PLAIN user name.")
+    password_env: str | None = Field(
+        default=None, description="Env var holding the SMTP password (needs username)."
+    )
+    subject_prefix: str = Field(
+        default="[originguard]", max_length=64, description="Put before each alert's summary."
+    )
+    timeout: Duration = Field(
+        default=10.0, gt=0.0, le=120.0, description="Seconds per SMTP socket operation."
+    )
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        match = _SERVER.match(value.strip())
+        if match is None or not 0 < int(match.group("port")) < 65536:
+            raise ValueError("server must be host:port, e.g. smtp.example.com:587")
+        return value.strip()
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not _MAILBOX.match(value):
+            raise ValueError(f"not an email address: {value!r}")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, values: list[str]) -> list[str]:
+        bad = [value for value in values if not _MAILBOX.match(value)]
+        if bad:
+            raise ValueError(f"not email addresses: {bad}")
+        return values
+
+    @model_validator(mode="after")
+    def _coherent(self) -> EmailSettings:
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("username and password_env go together")
+        if self.username is not None and not self.starttls:
+            # [ours] a password is never sent over an unencrypted connection
+            raise ValueError("SMTP login needs starttls: true")
+        if self.ca_bundle is not None:
+            if not self.starttls:
+                raise ValueError("ca_bundle is only used with starttls: true")
+            if not os.access(self.ca_bundle, os.R_OK):
+                raise ValueError(f"{self.ca_bundle}: file not found or not readable")
+        if any(c in self.subject_prefix for c in "\r\n"):
+            raise ValueError("subject_prefix cannot contain a line break")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.server.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.server.rsplit(":", 1)[1])
+
+
 class AlertSettings(_Model):
-    """Origin error-rate burn alert (spec §4.1 [ours] defaults) and delivery."""
+    """Origin error-rate burn alert (spec §4.1 [ours] defaults), passive monitoring, delivery."""
 
     slo: float = Field(default=99.9, gt=0.0, lt=100.0, description="Target success percentage.")
-    short_window: Duration = Field(default=300.0, gt=0.0)
-    long_window: Duration = Field(default=3600.0, gt=0.0)
+    short_window: Duration = Field(
+        default=300.0, gt=0.0, description="Spec §4.1: 5 min (shorter only for drills, tests)."
+    )
+    long_window: Duration = Field(default=3600.0, gt=0.0, description="Spec §4.1: 1 h.")
     burn_threshold: float = Field(default=14.4, gt=0.0)
     min_requests: int = Field(
         default=100, ge=1, description="Short-window floor; quieter = no alert."
@@ -289,9 +370,18 @@ class AlertSettings(_Model):
     per_origin: bool = Field(
         default=True, description="Also evaluate each origin, not only the zone."
     )
-    passive_monitoring: bool = Field(default=True, description="Spec §4.2 521 alert (not tunable).")
+    passive_monitoring: bool = Field(default=True, description="Spec §4.2 521 alert.")
+    passive_window: Duration = Field(
+        default=300.0,
+        ge=1.0,
+        le=3600.0,
+        description="Spec §4.2: the sample that must be 100 % 521 (5 min; shorter for drills).",
+    )
     webhooks: list[WebhookSettings] = Field(default_factory=list)
-    max_attempts: int = Field(default=3, ge=1, le=10, description="Delivery attempts per webhook.")
+    email: EmailSettings | None = Field(default=None, description="SMTP delivery of alerts.")
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Delivery attempts per webhook or email."
+    )
     evaluate_every: Duration = Field(
         default=10.0, ge=0.1, le=300.0, description="How often alert rules are evaluated."
     )
@@ -301,6 +391,13 @@ class AlertSettings(_Model):
         if self.short_window >= self.long_window:
             raise ValueError("short_window must be shorter than long_window")
         return self
+
+    @property
+    def bucket(self) -> float:
+        """Width of the alert windows' time buckets: 10 s for the spec's windows, finer for
+        shorter ones (a window spans at least ten buckets), never more than 3600 per window."""
+        shortest = min(self.short_window, self.passive_window)
+        return max(min(10.0, shortest / 10.0), self.long_window / 3600.0)
 
 
 class HealthSettings(_Model):

@@ -182,3 +182,31 @@ def test_alert_serialises_to_json_friendly_values() -> None:
     )
     body = alerts.evaluate(5.0)[0].to_json()
     assert body["kind"] == "health_check_status" and body["origin"] == "o1"
+
+
+def test_short_windows_count_in_fine_buckets_so_a_drill_alert_fires_and_recovers() -> None:
+    alerts = engine(short_window=2, long_window=6, min_requests=5, per_origin=False)
+    assert AlertSettings(short_window=2, long_window=6).bucket == 0.2
+    for n in range(10):
+        alerts.record("shop", "o1", 500, 100.0 + n * 0.1)
+    assert kinds(alerts.evaluate(101.0)) == [AlertKind.ERROR_RATE]
+    assert alerts.evaluate(101.5) == []  # still burning: no duplicate
+    assert kinds(alerts.evaluate(103.2)) == [AlertKind.ERROR_RATE_RECOVERED]
+    assert alerts.evaluate(110.0) == []
+
+
+def test_spec_windows_keep_ten_second_buckets() -> None:
+    assert AlertSettings().bucket == 10.0
+
+
+def test_passive_monitoring_window_is_a_setting_with_the_spec_default() -> None:
+    assert AlertSettings().passive_window == 300.0
+    alerts = engine(passive_window=3, short_window=2, long_window=6)
+    alerts.record("shop", "o1", 200, 100.0)
+    for n in range(6):
+        alerts.record("shop", "o1", 521, 101.0 + n * 0.5)
+    assert alerts.evaluate(102.9) == []  # the 3 s sample still holds the 200
+    (alert,) = alerts.evaluate(104.2)
+    assert alert.kind is AlertKind.PASSIVE_MONITORING and alert.details["window"] == 3.0
+    assert "in the last 3 seconds got 521" in alert.summary
+    assert alerts.evaluate(104.5) == []  # at most once per origin per 8 h
