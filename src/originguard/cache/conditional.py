@@ -82,6 +82,8 @@ def evaluate_conditional(
     GET/HEAD answered from the stored response; None to serve it normally."""
     if not 200 <= stored_status < 300:
         return None  # RFC 9110 §13.2.1: preconditions apply only to a 2xx answer
+    if not any(name[:3] == b"if-" for name, _ in req_headers):
+        return None  # no precondition at all: the common hit
     etag = _stored_etag(stored_headers)
     if_match = list(values(req_headers, b"if-match"))
     if if_match:
@@ -168,7 +170,10 @@ def merge_304(stored_headers: Headers, headers_304: Headers) -> Headers:
 
 
 def weaken_etags(headers: Headers) -> Headers:
-    """Strong ETags become weak, as the edge does unless "respect strong ETags" (spec §8.3)."""
+    """Strong ETags become weak, as the edge does unless "respect strong ETags" (spec §8.3).
+    The same list when there is nothing to weaken."""
+    if not any(name == b"etag" and value[:1] == b'"' for name, value in headers):
+        return headers
     return [
         (name, b"W/" + value if name == b"etag" and value[:1] == b'"' else value)
         for name, value in headers

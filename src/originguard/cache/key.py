@@ -67,9 +67,12 @@ class CacheKeyRule:
 
 
 DEFAULT_KEY_RULE = CacheKeyRule()
+_KEYED_DEFAULT = frozenset(DEFAULT_HEADERS)
 
 
 def _escape(component: bytes) -> bytes:
+    if b"%" not in component and b"\x00" not in component:
+        return component
     return component.replace(b"%", b"%25").replace(b"\x00", b"%00")
 
 
@@ -120,15 +123,21 @@ def make_key(
     rule's view of the query, then the default and chosen headers, cookies and device type."""
     parts = [scheme.lower(), host.lower() if rule.include_host else b"", path]
     parts.append(b"?" + normalise_query(query, rule))
-    names = [
-        n
-        for n in DEFAULT_HEADERS
-        if (n != b"origin" or rule.include_origin)
-        and not (n == b"x-forwarded-scheme" and _is_http_scheme(headers))
-    ]
-    for name in (*names, *rule.headers):
-        lines = list(values(headers, name))
-        if lines:
+    # One pass over the request's fields picks out every keyed one (a hit computes a key).
+    keyed = _KEYED_DEFAULT if not rule.headers else _KEYED_DEFAULT | frozenset(rule.headers)
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        if name in keyed:
+            found.setdefault(name, []).append(value)
+    if found:
+        for name in (*DEFAULT_HEADERS, *rule.headers):
+            lines = found.get(name)
+            if lines is None:
+                continue
+            if name == b"origin" and not rule.include_origin:
+                continue
+            if name == b"x-forwarded-scheme" and _is_http_scheme(lines):
+                continue
             parts.append(b"h:" + name + b"=" + b",".join(v.strip() for v in lines))
     for name in rule.headers_present:
         parts.append(b"hp:" + name + (b"=1" if any(True for _ in values(headers, name)) else b"=0"))
@@ -144,7 +153,7 @@ def make_key(
     return b"\x00".join(_escape(p) for p in parts)
 
 
-def _is_http_scheme(headers: Headers) -> bool:
-    value = next(values(headers, b"x-forwarded-scheme"), b"").strip().lower()
-    return value in (b"http", b"https")
+def _is_http_scheme(lines: list[bytes]) -> bool:
+    """Spec §8.5: X-Forwarded-Scheme keys only when it is neither http nor https."""
+    return lines[0].strip().lower() in (b"http", b"https")
 

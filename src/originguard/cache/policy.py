@@ -9,6 +9,7 @@ own modules and are re-exported here, so `cache.policy` is the one import the pi
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -513,6 +514,22 @@ def cache_status_header(
     """One RFC 9211 Cache-Status member for this edge, e.g. b"originguard; hit; ttl=120" or
     b"originguard; fwd=uri-miss; stored". `ttl` is the remaining freshness (negative when
     stale); `detail` is a token such as a Reason value."""
+    before, after = _status_parts(status, stored, collapsed, fwd_status, vary_miss, detail)
+    if ttl is None:
+        return before + after
+    return b"%s; ttl=%d%s" % (before, int(ttl), after)
+
+
+@functools.lru_cache(maxsize=256)
+def _status_parts(
+    status: CacheStatus,
+    stored: bool,
+    collapsed: bool,
+    fwd_status: int | None,
+    vary_miss: bool,
+    detail: str | None,
+) -> tuple[bytes, bytes]:
+    """The member's parameters before and after `ttl`, which alone changes per hit."""
     parts = [CACHE_NAME]
     if status in (CacheStatus.HIT, CacheStatus.STALE, CacheStatus.UPDATING):
         parts.append(b"hit")
@@ -526,20 +543,20 @@ def cache_status_header(
         parts.append(b"fwd-status=%d" % fwd_status)
     elif status is CacheStatus.REVALIDATED:
         parts.append(b"fwd-status=304")
-    if ttl is not None:
-        parts.append(b"ttl=%d" % int(ttl))
+    tail = []
     if stored:
-        parts.append(b"stored")
+        tail.append(b"stored")
     if collapsed:
-        parts.append(b"collapsed")
+        tail.append(b"collapsed")
     if detail is None and status in (CacheStatus.STALE, CacheStatus.UPDATING, CacheStatus.NONE):
         detail = status.value.lower()
     if detail is not None:
-        token = bytes(b if chr(b).isalnum() or b in b"-._" else 0x2D for b in detail.encode(
-            "ascii", "replace"
-        ))
-        parts.append(b"detail=" + (token or b"-"))
-    return b"; ".join(parts)
+        token = bytes(
+            b if chr(b).isalnum() or b in b"-._" else 0x2D
+            for b in detail.encode("ascii", "replace")
+        )
+        tail.append(b"detail=" + (token or b"-"))
+    return b"; ".join(parts), b"".join(b"; " + t for t in tail)
 
 
 def age_header(age: float) -> bytes:
