@@ -8,6 +8,7 @@ Monitors probe every second; every wait is a bounded poll of the admin API, neve
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -35,8 +36,16 @@ class HealthOrigin(Origin):
         self.health_status = 200
         self.health_body = "ok"
         self.serve_status = 200  # 500: every non-health request fails
+        self.delay = 0.0  # seconds before any answer: a slowed origin
+
+    def restart(self) -> None:
+        """Listen again on the same port after `stop()` (a crashed origin coming back)."""
+        self._stopping = False
+        self.start()
 
     async def _answer(self, conn: Any, request: SeenRequest) -> bool:
+        if self.delay:
+            await asyncio.sleep(self.delay)  # the origin is slow; the test does not wait on it
         path = request.target.split("?", 1)[0]
         if path == "/health":
             return self._raw(conn, self.health_status, self.health_body.encode())
@@ -419,3 +428,222 @@ def test_standalone_check_is_probed_and_alerted_on_without_a_pool(
     alert = webhook.alerts()[0]
     assert alert["zone"] == "check/api"
     assert alert["details"]["reason"] == "TCP connection failed"
+
+
+# -- a slowed origin ----------------------------------------------------------------------------
+
+
+def test_slowed_origin_times_out_its_check_and_traffic_moves_until_it_is_fast_again(
+    start_edge, origins
+) -> None:
+    a, b = origins("a"), origins("b")
+    edge = start_edge(
+        balanced_config([("main", [a, b])], {"pools": [{"name": "main", "monitor": "web"}]})
+    )
+    wait_state(edge, a, "healthy")
+    wait_state(edge, b, "healthy")
+
+    b.delay = 1.5  # longer than the monitor's 500 ms timeout
+    wait_state(edge, b, "unhealthy")
+    entry = health(edge)["zones"][0]["pools"][0]["origins"][1]
+    assert entry["failure_reason"] == "HTTP timeout occurred"
+    assert served_by(edge, 6) == ["a"] * 6
+
+    b.delay = 0.0
+    wait_state(edge, b, "healthy")
+    assert "b" in served_by(edge, 4)
+
+
+# -- zero-downtime failover with affinity (spec §3) ----------------------------------------------
+
+
+def pinned_pair(
+    start_edge: Callable[..., Edge], origins: Callable[[str], HealthOrigin], zdf: str
+) -> tuple[Edge, HealthOrigin, HealthOrigin, list[tuple[str, str]]]:
+    """An edge with cookie affinity over a and b; the pinned origin, the other, the cookie."""
+    a, b = origins("a"), origins("b")
+    affinity = {"mode": "cookie", "zero_downtime_failover": zdf}
+    lb = {"pools": [{"name": "main", "monitor": "web"}], "affinity": affinity}
+    edge = start_edge(balanced_config([("main", [a, b])], lb))
+    wait_state(edge, a, "healthy")
+    wait_state(edge, b, "healthy")
+    first = edge.get("/page")
+    cookie = [("Cookie", (first.header("set-cookie") or "").split(";", 1)[0])]
+    pinned, other = (a, b) if first.header("x-origin") == "a" else (b, a)
+    return edge, pinned, other, cookie
+
+
+def test_zdf_temporary_serves_elsewhere_while_the_pin_is_down_and_returns_to_it(
+    start_edge, origins
+) -> None:
+    edge, pinned, other, cookie = pinned_pair(start_edge, origins, "temporary")
+
+    pinned.stop()  # refused at once: the failover retry serves it, before any check notices
+    retried = edge.get("/page", headers=cookie)
+    assert retried.status == 200 and retried.header("x-origin") == other.name
+    assert retried.header("set-cookie") is None  # the pin is kept
+
+    wait_state(edge, pinned, "unhealthy")
+    while_down = edge.get("/page", headers=cookie)
+    assert while_down.header("x-origin") == other.name
+    assert while_down.header("set-cookie") is None
+
+    pinned.restart()
+    wait_state(edge, pinned, "healthy")
+    assert served_by(edge, 4, headers=cookie) == [pinned.name] * 4
+
+
+def test_zdf_sticky_moves_the_cookie_to_the_origin_that_served(start_edge, origins) -> None:
+    edge, pinned, other, cookie = pinned_pair(start_edge, origins, "sticky")
+
+    pinned.stop()
+    moved = edge.get("/page", headers=cookie)
+    assert moved.status == 200 and moved.header("x-origin") == other.name
+    set_cookie = moved.header("set-cookie") or ""
+    assert set_cookie.startswith("__oglb=")  # re-pinned to the origin that served
+    new_cookie = [("Cookie", set_cookie.split(";", 1)[0])]
+
+    wait_state(edge, pinned, "unhealthy")
+    pinned.restart()
+    wait_state(edge, pinned, "healthy")
+    assert served_by(edge, 4, headers=new_cookie) == [other.name] * 4  # the new pin holds
+
+
+# -- error-rate and passive-monitoring alerts through the edge (spec §4.1, §4.2) ------------------
+
+
+def test_refused_origin_raises_one_passive_monitoring_and_one_error_rate_alert_then_a_recovery(
+    start_edge, origins, webhook
+) -> None:
+    a, b = origins("a"), origins("b")
+    alerts = {
+        "webhooks": [{"url": webhook.url}],
+        # drill-sized windows; the rules are the spec's. SLO 80 % and burn 3: origin a at 100 %
+        # errors burns 5x, the zone (at most half of its attempts are a's) at most 2.5x.
+        "short_window": "2s",
+        "long_window": "6s",
+        "passive_window": "2s",
+        "min_requests": 5,
+        "slo": 80,
+        "burn_threshold": 3,
+        "evaluate_every": "200ms",
+    }
+    lb = {"pools": [{"name": "main"}], "outlier": {"enabled": False}}
+    edge = start_edge(balanced_config([("main", [a, b])], lb, health={"alerts": alerts}))
+    assert served_by(edge, 4) == ["a", "b", "a", "b"]  # a served: it was reachable (spec §4.2)
+
+    def kinds() -> list[str]:
+        return sorted(f"{x['kind']} {x['origin']}" for x in webhook.alerts())
+
+    def traffic_until(condition: Callable[[], bool], what: str) -> None:
+        def step() -> bool:
+            assert edge.get("/page").status == 200  # the failover retry hides every 521
+            return condition()
+
+        eventually(step, timeout=15.0, what=what)
+
+    a.stop()
+    expected_down = [f"origin_error_rate {a.address}", f"passive_origin_monitoring {a.address}"]
+    traffic_until(lambda: kinds() == expected_down, "error-rate and passive alerts for a")
+    passive = next(x for x in webhook.alerts() if x["kind"] == "passive_origin_monitoring")
+    assert passive["details"]["window"] == 2.0 and "got 521" in passive["summary"]
+
+    a.restart()
+    recovered = f"origin_error_rate_recovered {a.address}"
+    traffic_until(lambda: recovered in kinds(), "recovery notice for a")
+    settled = time.monotonic() + 6.0  # one long window more of healthy traffic: nothing new
+    traffic_until(lambda: time.monotonic() > settled, "a quiet long window")
+    assert kinds() == sorted([*expected_down, recovered])
+
+
+# -- email ----------------------------------------------------------------------------------------
+
+
+class SmtpReceiver:
+    """An aiosmtpd server on 127.0.0.1 (ephemeral port) in its own thread; keeps each message."""
+
+    def __init__(self) -> None:
+        smtp = pytest.importorskip("aiosmtpd.smtp")
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+                with receiver._lock:
+                    receiver.messages.append(
+                        (envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+                    )
+                return "250 OK"
+
+        self._server = self._loop.run_until_complete(
+            self._loop.create_server(
+                lambda: smtp.SMTP(Handler(), hostname="inbox.test"), "127.0.0.1", 0
+            )
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def subjects(self) -> list[str]:
+        from email.parser import BytesParser
+        from email.policy import default
+
+        with self._lock:
+            return [
+                str(BytesParser(policy=default).parsebytes(content)["Subject"])
+                for _, _, content in self.messages
+            ]
+
+    def close(self) -> None:
+        async def shut() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+def test_health_change_is_emailed_once_and_so_is_the_recovery(start_edge, origins) -> None:
+    inbox = SmtpReceiver()
+    try:
+        a = origins("a")
+        email = {
+            "server": f"127.0.0.1:{inbox.port}",
+            "sender": "edge@example.test",
+            "to": ["ops@example.test", "oncall@example.test"],
+        }
+        edge = start_edge(
+            balanced_config(
+                [("main", [a])],
+                {"pools": [{"name": "main", "monitor": "web"}]},
+                health={"alerts": {"email": email}},
+            )
+        )
+        wait_state(edge, a, "healthy")
+        a.health_status = 500
+        wait_state(edge, a, "unhealthy")
+        eventually(lambda: len(inbox.messages) >= 1, what="the down email")
+
+        a.health_status = 200
+        wait_state(edge, a, "healthy")
+        eventually(lambda: len(inbox.messages) >= 2, what="the recovery email")
+        eventually(lambda: len(health(edge)["zones"][0]["pools"][0]["origins"][0]["results"]) >= 5)
+
+        assert inbox.subjects() == [
+            f"[originguard] {a.address} is unhealthy (Response code mismatch error)",
+            f"[originguard] {a.address} is healthy",
+        ]
+        sender, recipients, _ = inbox.messages[0]
+        assert sender == "edge@example.test"
+        assert recipients == ["ops@example.test", "oncall@example.test"]
+        history = json.loads(edge.admin("/health/alerts").body)["alerts"]
+        deliveries = [d for x in history for d in x["deliveries"]]
+        assert [(d["url"], d["ok"]) for d in deliveries] == [
+            (f"smtp://{email['server']}", True)
+        ] * 2
+    finally:
+        inbox.close()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
 
 from originguard.health.alerts import Alert
@@ -33,13 +34,17 @@ class Attempt:
     final: bool = False
 
 
+# RFC 5322 §2.1.1: 998 is the hard line limit; folding a one-line subject at 78 only makes
+# some readers show it with a leading space.
+_POLICY = default_policy.clone(max_line_length=998)
+
 # (settings, message, password, TLS context) -> None; raises on failure. Runs in a thread.
 SendMail = Callable[[EmailSettings, EmailMessage, str | None, ssl.SSLContext | None], None]
 
 
 def message_for(alert: Alert, settings: EmailSettings) -> EmailMessage:
     """The email for one alert: subject = prefix + summary; body = the alert's fields."""
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.to)
     message["Subject"] = _one_line(f"{settings.subject_prefix} {alert.summary}".strip())
