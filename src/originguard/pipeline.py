@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
 from originguard.cache.collapse import Follower, Wait
+from originguard.cache.disk import FileResponse
 from originguard.cache.layer import DYNAMIC, Lookup, SharedCache, ZoneCache
 from originguard.cache.policy import CacheStatus, NotStorable, Storable
 from originguard.cache.store import Entry
+from originguard.cache.tiers import Writer
 from originguard.exchange import Attempt, Exchange
 from originguard.http.body import Body, BodyError
 from originguard.http.messages import Headers, RequestHead, Response, ResponseHead, header_value
@@ -121,27 +123,25 @@ class Fetched(NamedTuple):
             self.upstream.abort()
         self.finish()
 
-    async def read_body(self, limit: int) -> bytes | None:
-        """The whole body when it completes within `limit` bytes, else None."""
-        parts: list[bytes] = []
-        size = 0
+    async def read_body(self, writer: Writer) -> bool:
+        """Feed the whole body to `writer`; False if it did not complete or the writer gave
+        up (over its limit), and the connection is then closed."""
+        kept = True
 
         def sink(data: bytes) -> None:
-            nonlocal size
-            size += len(data)
-            if size <= limit:
-                parts.append(data)
-            else:
+            nonlocal kept
+            if kept and not writer.write(data):
+                kept = False
                 self.upstream.abort()
 
         complete = await self.upstream.stream_body(sink)
-        if complete and size <= limit:
+        if complete and kept:
             self.origin.release(self.upstream)
             self.finish()
-            return b"".join(parts)
+            return True
         self.upstream.abort()
         self.finish()
-        return None
+        return False
 
 
 class Pipeline:
@@ -314,15 +314,16 @@ class Pipeline:
         def finish_headers(out: Headers) -> None:
             cache.client_headers(lookup, out, status, stored=store)
 
-        body = await self._deliver(
-            ex, fetched, finish_headers, cache.settings.max_object_size if store else None
-        )
-        if body is None or not isinstance(decision, Storable):
-            return None
-        return cache.store_response(
-            lookup, ex, response.status, response.headers, body, decision,
-            request_time, response_time,
-        )  # fmt: skip
+        writer = None
+        if store and isinstance(decision, Storable):
+            writer = cache.begin_store(lookup, ex, response, decision, request_time, response_time)
+        try:
+            if not await self._deliver(ex, fetched, finish_headers, writer) or writer is None:
+                return None
+            return writer.commit()
+        finally:
+            if writer is not None:
+                writer.abort()  # a no-op once committed
 
     async def _fetch(
         self, ex: Exchange, zone: ZoneRuntime, request: bytes, replayable: bool
@@ -433,13 +434,13 @@ class Pipeline:
         ex: Exchange,
         fetched: Fetched,
         finish_headers: Callable[[Headers], None] | None = None,
-        keep_body: int | None = None,
-    ) -> bytes | None:
-        """Stream the origin's response to the client with back-pressure. With `keep_body`,
-        also collect up to that many bytes of body (for the cache); the collected body is
-        returned only when the response completed cleanly and fitted."""
+        writer: Writer | None = None,
+    ) -> bool:
+        """Stream the origin's response to the client with back-pressure. With `writer`, the
+        cache's, also feed it the body; True when the response completed cleanly and the
+        writer took all of it."""
         try:
-            return await self._stream(ex, fetched, finish_headers, keep_body)
+            return await self._stream(ex, fetched, finish_headers, writer)
         finally:
             fetched.finish()
 
@@ -448,8 +449,8 @@ class Pipeline:
         ex: Exchange,
         fetched: Fetched,
         finish_headers: Callable[[Headers], None] | None,
-        keep_body: int | None,
-    ) -> bytes | None:
+        writer: Writer | None,
+    ) -> bool:
         client, head = ex.conn, ex.head
         origin, upstream, response, pump = fetched
         status = response.status
@@ -475,21 +476,15 @@ class Pipeline:
         for response_filter in self.runtime.response_filters:
             response_filter.on_response(ex, headers)
         chunked = framing == b"chunked"
-        kept: list[bytes] | None = [] if keep_body is not None else None
-        kept_size = 0
         # The head and whatever body already arrived leave in one write (one syscall).
         response_head = status_line(status) + serialize_headers(headers)
         pending: list[bytes] | None = [response_head + _tail(ex.ray, keep_alive, head.version)]
 
         def sink(data: bytes) -> None:
-            nonlocal kept, kept_size
+            nonlocal writer
             ex.bytes_out += len(data)
-            if kept is not None:
-                kept_size += len(data)
-                if keep_body is not None and kept_size <= keep_body:
-                    kept.append(data)
-                else:
-                    kept = None  # too large to cache: stream only
+            if writer is not None and not writer.write(data):
+                writer = None  # too large to cache, or the disk failed: stream only
             piece = chunk(data) if chunked else data
             if pending is not None:
                 pending.append(piece)
@@ -517,18 +512,18 @@ class Pipeline:
         if client.closed:
             upstream.abort()
             ex.outcome = Outcome.CLIENT_ABORT
-            return None
+            return False
         if not complete:
             # Truncated by the origin after the head went out: the only honest signal left is
             # to break the client connection too.
             client.abort()
             ex.outcome = Outcome.ORIGIN_ABORT
-            return None
+            return False
         if chunked and not finished_early:
             client.write(LAST_CHUNK)
         origin.release(upstream)
         client.finish(keep_alive, ex.body)
-        return b"".join(kept) if kept is not None else None
+        return writer is not None
 
     # -- answers from the cache ---------------------------------------------------------------
 
@@ -539,7 +534,10 @@ class Pipeline:
         if status is CacheStatus.STALE:
             response.headers.append((b"warning", b'110 originguard "Response is Stale"'))
         ex.cache_status = status.value
-        await self._respond(ex, response, Outcome.CACHED)
+        if isinstance(response, FileResponse):
+            await self._respond_file(ex, response, Outcome.CACHED)
+        else:
+            await self._respond(ex, response, Outcome.CACHED)
 
     def _refresh_in_background(
         self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
@@ -590,12 +588,17 @@ class Pipeline:
                 fetched.discard()
                 return
             decision = cache.storability(lookup, ex, fetched.response, response_time)
-            body = await fetched.read_body(cache.settings.max_object_size)
-            if body is not None and isinstance(decision, Storable):
-                cache.store_response(
-                    lookup, ex, fetched.response.status, fetched.response.headers, body,
-                    decision, request_time, response_time,
-                )  # fmt: skip
+            writer = None
+            if isinstance(decision, Storable):
+                writer = cache.begin_store(
+                    lookup, ex, fetched.response, decision, request_time, response_time
+                )
+            if writer is None:
+                fetched.discard()
+            elif await fetched.read_body(writer):
+                writer.commit()
+            if writer is not None:
+                writer.abort()  # a no-op once committed
         finally:
             fetched.finish()
 
@@ -624,6 +627,38 @@ class Pipeline:
         ex.conn.write(data)
         await ex.conn.drain()
         ex.conn.finish(keep_alive, body)
+
+    async def _respond_file(self, ex: Exchange, response: FileResponse, outcome: Outcome) -> None:
+        """Send a cached body from the disk tier: the head, then the file in chunks, each
+        written only when the client took the previous one (never the whole body in memory)."""
+        source, conn, body = response.body, ex.conn, ex.body
+        keep_alive = (
+            ex.head.keep_alive and not self.draining and (body is None or body.complete)
+        )
+        ex.status = response.status
+        ex.outcome = outcome
+        try:
+            for response_filter in self.runtime.response_filters:
+                response_filter.on_response(ex, response.headers)
+            headers = response.headers + [(b"content-length", b"%d" % source.length)]
+            tail = _tail(ex.ray, keep_alive, ex.head.version)
+            conn.write(status_line(response.status) + serialize_headers(headers) + tail)
+            if ex.head.method != b"HEAD":
+                async for data in source.chunks():
+                    conn.write(data)
+                    ex.bytes_out += len(data)
+                    await conn.drain()
+                    if conn.closed:
+                        break
+                if ex.bytes_out < source.length:  # the client left, or the file was cut short
+                    ex.outcome = Outcome.CLIENT_ABORT if conn.closed else outcome
+                    conn.abort()
+                    return
+            conn.finish(keep_alive, body)
+        except ConnectionResetError:
+            ex.outcome = Outcome.CLIENT_ABORT
+        finally:
+            source.close()
 
     def _local_head(
         self, response: Response, ray: str, keep_alive: bool, version: bytes = b"1.1"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from originguard.cache import policy
 from originguard.cache.collapse import Collapser
 from originguard.cache.control import cache_control, first, values
+from originguard.cache.disk import FileResponse, open_disk_store
 from originguard.cache.key import CacheKeyRule, QueryMode, make_key
 from originguard.cache.policy import (
     CacheLevel,
@@ -31,6 +32,7 @@ from originguard.cache.policy import (
 from originguard.cache.ranges import Ignore, Unsatisfiable
 from originguard.cache.settings import CacheRuleSettings, CacheSettings, CacheStoreSettings
 from originguard.cache.store import Entry, MemoryStore
+from originguard.cache.tiers import TieredStore, Writer
 from originguard.http.messages import Headers, Response, ResponseHead
 from originguard.protect.rules import Expression, RequestView, compile_expression
 
@@ -76,9 +78,25 @@ class SharedCache:
 
     def __init__(self, settings: CacheStoreSettings) -> None:
         self.settings = settings
-        self.store = MemoryStore(settings.memory)
+        memory = MemoryStore(settings.memory)
+        disk = settings.disk
+        if disk is None:
+            self.store = TieredStore(memory)
+        else:
+            store = open_disk_store(disk.path, disk.max_size, disk.max_object_size)
+            self.store = TieredStore(memory, store, disk.min_object_size)
         self.collapser = Collapser()
         self.refreshing: set[bytes] = set()
+
+    def max_object_size(self, zone: CacheSettings) -> int:
+        """A zone's largest cacheable body: its own setting when given; by default 512MB
+        (the disk tier's limit) with a disk tier, the zone default without one."""
+        disk = self.settings.disk
+        if disk is None:
+            return zone.max_object_size
+        if "max_object_size" in zone.model_fields_set:
+            return min(zone.max_object_size, disk.max_object_size)
+        return disk.max_object_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +119,7 @@ class ZoneCache:
             always_online=settings.always_online,
             respect_strong_etags=settings.respect_strong_etags,
             cache_deception_armor=settings.cache_deception_armor,
-            max_object_size=settings.max_object_size,
+            max_object_size=shared.max_object_size(settings),
         )
         self._default_key = CacheKeyRule(
             query=QueryMode.NONE if settings.level == "simplified" else QueryMode.ALL
@@ -200,6 +218,36 @@ class ZoneCache:
         response_time: float,
     ) -> Entry | None:
         """Store a complete origin response; the entry, or None when the store refused it."""
+        entry = self._entry(lookup, ex, status, headers, decision, request_time, response_time)
+        return self.store.keep(replace(entry, body=body))
+
+    def begin_store(
+        self,
+        lookup: Lookup,
+        ex: Exchange,
+        response: ResponseHead,
+        decision: Storable,
+        request_time: float,
+        response_time: float,
+    ) -> Writer | None:
+        """Store an origin response while its body streams to the client: feed the Writer
+        each piece, then commit it once the body is complete (or abort). None when the
+        declared length is already over the limit."""
+        status, headers = response.status, response.headers
+        entry = self._entry(lookup, ex, status, headers, decision, request_time, response_time)
+        return self.store.begin(entry, lookup.rule.max_object_size, response.content_length)
+
+    def _entry(
+        self,
+        lookup: Lookup,
+        ex: Exchange,
+        status: int,
+        headers: Headers,
+        decision: Storable,
+        request_time: float,
+        response_time: float,
+    ) -> Entry:
+        """The entry for an origin response, without its body."""
         stored = policy.storable_headers(headers, decision)
         tags = policy.parse_cache_tags(values(stored, b"cache-tag"))
         stored = [(name, value) for name, value in stored if name not in _NOT_REPLAYED]
@@ -208,7 +256,7 @@ class ZoneCache:
             key=lookup.key,
             status=status,
             headers=stored,
-            body=body,
+            body=b"",
             stored_at=response_time,
             request_time=request_time,
             response_time=response_time,
@@ -224,7 +272,7 @@ class ZoneCache:
             # cache's, plus the response delay).
             initial_age=policy.initial_age(headers, request_time, response_time),
         )
-        return entry if self.store.put(entry) else None
+        return entry
 
     def revalidated(
         self, lookup: Lookup, headers_304: Headers, request_time: float, response_time: float
@@ -262,7 +310,9 @@ class ZoneCache:
 
     # -- responses --------------------------------------------------------------------------------
 
-    def respond(self, lookup: Lookup, entry: Entry, ex: Exchange, status: CacheStatus) -> Response:
+    def respond(
+        self, lookup: Lookup, entry: Entry, ex: Exchange, status: CacheStatus
+    ) -> Response | FileResponse:
         """A response made from a stored entry: conditionals (304/412), ranges (206/416),
         Age and the cache status headers. HEAD is handled by the caller (no body sent)."""
         now = self.clock()
@@ -280,18 +330,34 @@ class ZoneCache:
         if condition is not None and entry.status == 200:
             kept = [(n, v) for n, v in headers if n not in (b"content-type", b"content-range")]
             return Response(condition, kept if condition == 304 else _plain(headers), b"")
-        body = entry.body
+        body, length = entry.body, entry.length
         range_value = first(request, b"range")
         if entry.status == 200 and range_value is not None and ex.head.method == b"GET":
             if_range = first(request, b"if-range")
             if if_range is None or policy.if_range_matches(if_range, entry.headers):
-                ranges = policy.parse_range(range_value, len(body))
+                ranges = policy.parse_range(range_value, length)
                 if isinstance(ranges, Unsatisfiable):
-                    headers.append((b"content-range", policy.unsatisfied_range(len(body))))
+                    headers.append((b"content-range", policy.unsatisfied_range(length)))
                     return Response(416, headers, b"")
-                if not isinstance(ranges, Ignore):
+                if entry.file is None and not isinstance(ranges, Ignore):
                     return _partial(headers, body, ranges)
+                if isinstance(ranges, list) and len(ranges) == 1:
+                    start, end = ranges[0]
+                    headers.append((b"content-range", policy.content_range(start, end, length)))
+                    return self._from_disk(entry, 206, headers, start, end + 1 - start)
+                # Several ranges of a body on disk: the whole object (RFC 9110 §14.2 lets a
+                # server ignore Range) rather than a multipart body built in memory.
+        if entry.file is not None:
+            return self._from_disk(entry, entry.status, headers)
         return Response(entry.status, headers, body)
+
+    def _from_disk(
+        self, entry: Entry, status: int, headers: Headers, offset: int = 0, length: int = -1
+    ) -> Response | FileResponse:
+        source = self.store.open(entry, offset, length)
+        if source is None:  # the file vanished (removed by hand, or evicted just now)
+            return Response(503, [(b"retry-after", b"1"), (b"cache-control", b"no-store")])
+        return FileResponse(status, headers, source)
 
     def status_headers(
         self, status: CacheStatus, *, ttl: float | None = None, stored: bool = False

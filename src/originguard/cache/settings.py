@@ -6,11 +6,14 @@ overrides settings; every matching rule applies in order, the last one winning p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from originguard.cache.key import FORBIDDEN_HEADERS
+from originguard.protect.rules import RuleSyntaxError, compile_expression
 from originguard.units import Count, Duration, Size
 
 
@@ -150,10 +153,57 @@ class CacheSettings(_Section):
     rules: tuple[CacheRuleSettings, ...] = Field(default=(), description="Cache rules, in order.")
 
 
+class DiskStoreSettings(_Section):
+    """The disk tier: bodies in files under `path`, an index that survives restarts."""
+
+    path: str = Field(description="Directory of the disk tier (created if missing).")
+    max_size: Size = Field(description="Most bytes of bodies (and index overhead) kept on disk.")
+    min_object_size: Size = Field(
+        default=1024 * 1024,
+        description=(
+            "Bodies at least this large live on disk only and stream from it; smaller ones "
+            "are kept in memory too."
+        ),
+    )
+    max_object_size: Size = Field(
+        default=512 * 1024 * 1024,
+        description=(
+            "Largest cached body when the disk tier is on (a zone's own `max_object_size`, "
+            "when set, applies too)."
+        ),
+    )
+
+
 class CacheStoreSettings(_Section):
     """The edge's cache storage, shared by every zone (keys include the host)."""
 
     memory: Size = Field(default=256 * 1024 * 1024, description="Memory for cached objects.")
+    disk: DiskStoreSettings | None = Field(
+        default=None,
+        description=(
+            "Optional disk tier. Off: bodies are held in memory, up to each zone's "
+            "`max_object_size` (64MB by default)."
+        ),
+    )
     max_entries_per_purge: Count = Field(
         default=30, description="Most URLs, prefixes, hosts or tags one purge call may name."
     )
+
+
+def check_cache_expressions(
+    zone_caches: Sequence[CacheSettings], lists: Mapping[str, Sequence[str | int]]
+) -> None:
+    """Compile every cache rule expression at config load; the first error is raised located
+    at the expression, its message the rule name, the expression and a caret."""
+    for z, cache in enumerate(zone_caches):
+        for r, rule in enumerate(cache.rules):
+            text = rule.when.expression
+            if text is None:
+                continue
+            try:
+                compile_expression(text, lists)
+            except RuleSyntaxError as error:
+                at = ("zones", z, "cache", "rules", r, "when", "expression")
+                raise PydanticCustomError(
+                    "config", "{message}", {"message": error.render(rule.name, text), "at": at}
+                ) from None

@@ -8,7 +8,7 @@ check and an update). A hit is a dict look-up, the variant key and an LRU move: 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from originguard.cache.control import Headers
@@ -18,8 +18,17 @@ ENTRY_OVERHEAD = 256  # bytes charged per entry for its bookkeeping
 
 
 @dataclass(frozen=True, slots=True)
+class BodyFile:
+    """A body kept in a file of the disk tier (cache/disk.py) rather than in memory."""
+
+    path: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored response. Immutable: a revalidation stores a replacement."""
+    """One stored response. Immutable: a revalidation stores a replacement. The body is
+    `body`, or, for an entry of the disk tier, the file `file` (and `body` is empty)."""
 
     key: bytes
     status: int
@@ -35,12 +44,18 @@ class Entry:
     tags: tuple[bytes, ...] = ()
     lifetime: float = 0.0  # freshness lifetime decided when stored
     initial_age: float = 0.0  # corrected_initial_age (RFC 9111 §4.2.3) decided when stored
+    file: BodyFile | None = None
     size: int = field(init=False)
 
     def __post_init__(self) -> None:
         header_bytes = sum(len(n) + len(v) + 4 for n, v in self.headers)
-        size = len(self.body) + header_bytes + len(self.key) + len(self.variant) + ENTRY_OVERHEAD
+        size = self.length + header_bytes + len(self.key) + len(self.variant) + ENTRY_OVERHEAD
         object.__setattr__(self, "size", size)
+
+    @property
+    def length(self) -> int:
+        """The body's length in bytes, wherever it is kept."""
+        return len(self.body) if self.file is None else self.file.size
 
 
 _Slot = tuple[bytes, bytes]  # (key, variant)
@@ -48,10 +63,17 @@ _Slot = tuple[bytes, bytes]  # (key, variant)
 
 class MemoryStore:
     """LRU by bytes. `max_bytes` bounds the sum of entry sizes; larger entries than
-    `max_object_size` are refused."""
+    `max_object_size` are refused. `on_remove` hears of every entry that leaves (replaced,
+    evicted, deleted or purged); the disk tier uses it to drop the entry's file."""
 
-    def __init__(self, max_bytes: int, max_object_size: int = 512 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_bytes: int,
+        max_object_size: int = 512 * 1024 * 1024,
+        on_remove: Callable[[Entry], None] | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
+        self.on_remove = on_remove
         self.max_object_size = min(max_object_size, max_bytes)
         self.bytes_used = 0
         self.evictions = 0
@@ -135,6 +157,9 @@ class MemoryStore:
 
     def purge_all(self) -> int:
         count = len(self._lru)
+        if self.on_remove is not None:
+            for entry in self._lru.values():
+                self.on_remove(entry)
         self._lru.clear()
         self._variants.clear()
         self._vary.clear()
@@ -168,6 +193,17 @@ class MemoryStore:
                 tagged.discard(slot)
                 if not tagged:
                     del self._by_tag[tag]
+        if self.on_remove is not None:
+            self.on_remove(entry)
+
+    def entries(self) -> Iterable[Entry]:
+        """Every entry, least recently used first."""
+        return self._lru.values()
+
+
+def is_under(path: bytes, prefix: bytes) -> bool:
+    """Whether `path` is `prefix` or lies under it, segment-wise (an empty prefix: all)."""
+    return _under(path, prefix.rstrip(b"/"))
 
 
 def _under(path: bytes, prefix: bytes) -> bool:
