@@ -5,6 +5,10 @@ Rules run in order. `block`, and a challenge the visitor has not already passed,
 skips to its verdict: `remaining_rules` stops this phase, `rate_limits` and `under_attack`
 are read by the later phases. Every match is an event (metric + JSON log line); a `skip` rule
 with `logging: false` is the one exception, as in Cloudflare.
+
+A zone's rules are compiled into one generated function (``rules.program``): the filter asks
+it for the first matching rule, handles it, and resumes after it when the action does not
+stop evaluation. ``CompiledRule.matches`` (the closure) gives the same answers, rule by rule.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from originguard.exchange import Exchange
 from originguard.http.messages import Response
 from originguard.protect.challenge import Challenger, challenge_or_pass
 from originguard.protect.rules import NamedLists, RequestView, compile_expression
+from originguard.protect.rules.program import RuleProgram, compile_rule_set
 from originguard.protect.settings import BlockResponse, CustomRule
 from originguard.protect.verdict import (
     ACCESS_DENIED,
@@ -37,9 +42,21 @@ class CompiledRule:
     logging: bool = True
 
 
-def compile_rules(rules: Sequence[CustomRule], lists: NamedLists) -> tuple[CompiledRule, ...]:
+@dataclass(frozen=True, slots=True)
+class CompiledRules:
+    """A zone's enabled rules in order, and the one function that evaluates them all."""
+
+    rules: tuple[CompiledRule, ...]
+    program: RuleProgram
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+
+def compile_rules(rules: Sequence[CustomRule], lists: NamedLists) -> CompiledRules:
     """The enabled rules, compiled (the config loader has already reported any error)."""
-    return tuple(
+    enabled = [rule for rule in rules if rule.enabled]
+    compiled = tuple(
         CompiledRule(
             rule.name,
             rule.action,
@@ -48,9 +65,12 @@ def compile_rules(rules: Sequence[CustomRule], lists: NamedLists) -> tuple[Compi
             frozenset(rule.skip),
             rule.logging,
         )
-        for rule in rules
-        if rule.enabled
+        for rule in enabled
     )
+    # Evaluation resumes after any rule that may not stop it (log, skip, a passed challenge).
+    resume = [i + 1 for i, rule in enumerate(enabled) if rule.action != "block"]
+    program = compile_rule_set([rule.expression for rule in enabled], lists, entries=resume)
+    return CompiledRules(compiled, program)
 
 
 def first_terminating(rules: Sequence[CompiledRule], view: RequestView) -> CompiledRule | None:
@@ -66,7 +86,7 @@ class CustomRuleFilter:
 
     def __init__(
         self,
-        rules: dict[str, tuple[CompiledRule, ...]],
+        rules: dict[str, CompiledRules],
         challengers: dict[str, Challenger],
         verdicts: Verdicts,
         events: SecurityEvents,
@@ -86,9 +106,10 @@ class CustomRuleFilter:
         if SKIP_RULES in verdict.skip:
             return None
         view = verdict.view
-        for rule in rules:
-            if not rule.matches(view):
-                continue
+        first_match = rules.program.first_match
+        index = first_match(view, 0)
+        while index >= 0:
+            rule = rules.rules[index]
             action = rule.action
             if action == "log":
                 self.events.record(ex, "custom", rule.name, "log")
@@ -105,11 +126,11 @@ class CustomRuleFilter:
                 return blocked(ex, 403, ACCESS_DENIED, rule.response)
             else:
                 answer = challenge_or_pass(self.challengers, ex, view, action, self.clock())
-                if answer is None:
-                    self.events.record(ex, "custom", rule.name, "challenge_passed")
-                    continue
-                self.events.record(ex, "custom", rule.name, action)
-                verdict.mitigated = True
-                ex.reason = f"custom rule {rule.name!r}: {action}"
-                return answer
+                if answer is not None:
+                    self.events.record(ex, "custom", rule.name, action)
+                    verdict.mitigated = True
+                    ex.reason = f"custom rule {rule.name!r}: {action}"
+                    return answer
+                self.events.record(ex, "custom", rule.name, "challenge_passed")
+            index = first_match(view, index + 1)
         return None

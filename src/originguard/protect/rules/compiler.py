@@ -77,14 +77,20 @@ def compile_expression(
     Response fields (``http.response.*``) are accepted only with ``allow_response_fields``,
     i.e. in rate-limit counting expressions.
     """
-    compiler = _Compiler(text, lists or {}, allow_response_fields)
+    compiler = TreeCompiler(text, lists or {}, allow_response_fields)
     tree = parse(text)
     result = compiler.value(tree)
     compiler.require_bool(tree, result, "the expression")
     return Expression(text, frozenset(compiler.fields), result.fn)
 
 
-class _Compiler:
+class TreeCompiler:
+    """Type-checks one expression's tree and compiles its nodes to values (closures).
+
+    ``program`` reuses it node by node: every sub-expression it does not generate code for
+    is the closure compiled here, so the two evaluators cannot drift apart.
+    """
+
     def __init__(self, text: str, lists: NamedLists, allow_response_fields: bool) -> None:
         self.text = text
         self.lists = lists

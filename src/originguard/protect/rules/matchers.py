@@ -6,7 +6,7 @@ Patterns are bounded in source length and in compiled program size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
@@ -18,6 +18,7 @@ _RE2_MAX_MEM = 8 << 20
 
 Address = IPv4Address | IPv6Address
 Network = IPv4Network | IPv6Network
+Table = tuple[tuple[int, frozenset[int]], ...]
 
 
 class IpSet:
@@ -32,6 +33,12 @@ class IpSet:
             tables[net.version].setdefault(shift, set()).add(int(net.network_address) >> shift)
         self._v4 = tuple((shift, frozenset(s)) for shift, s in sorted(tables[4].items()))
         self._v6 = tuple((shift, frozenset(s)) for shift, s in sorted(tables[6].items()))
+
+    @property
+    def tables(self) -> tuple[Table, Table]:
+        """(IPv4, IPv6) lists of (shift, prefixes): an address ``n`` is in the set when some
+        ``n >> shift in prefixes``."""
+        return self._v4, self._v6
 
     def __contains__(self, address: object) -> bool:
         if isinstance(address, IPv4Address):
@@ -85,6 +92,15 @@ class Wildcard:
         self._fold = not case_sensitive
         self._pieces = tuple(p.lower() for p in pieces) if self._fold else tuple(pieces)
 
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """The literal pieces between the stars (lower case when the match folds case)."""
+        return self._pieces
+
+    @property
+    def folds_case(self) -> bool:
+        return self._fold
+
     def matches(self, value: str) -> bool:
         pieces = self._pieces
         if self._fold:
@@ -130,9 +146,48 @@ def split_wildcard(pattern: str) -> list[str]:
     return pieces
 
 
-def compile_regex(pattern: str) -> Any:
+def raw_matcher(regex: Any) -> tuple[Callable[..., Any], object] | None:
+    """``(match, anchor)``: RE2's own ``Match(anchor, utf8, 0, len(utf8))`` for ``regex``,
+    which returns the match span first, ``(-1, -1)`` when there is none.
+
+    ``regex.search(s) is not None`` is exactly ``match(anchor, s.encode(), 0, len(...))[0][0]
+    >= 0`` (google-re2's search encodes and makes this same call), without the wrapper's
+    per-call generator and offset decoding: about a fifth of the cost. None when the installed
+    google-re2 is laid out differently (the caller then uses ``search``).
+    """
+    inner = getattr(regex, "_regexp", None)
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    match = getattr(inner, "Match", None)
+    if match is None or anchor is None:
+        return None
+    try:
+        probe = match(anchor, b"", 0, 0)
+        if not (isinstance(probe[0], tuple) and len(probe[0]) == 2):
+            return None
+    except Exception:  # noqa: BLE001 - any surprise means: use the public API
+        return None
+    return match, anchor
+
+
+def compile_alternation(patterns: Iterable[str]) -> Any | None:
+    """One RE2 regex that finds a match exactly when one of ``patterns`` would: each pattern
+    in its own group, so flags like ``(?i)`` stay inside it. A rule set searches it once per
+    request and tries the patterns one by one only when it matches. None when a pattern could
+    leak out of its group (``\\Q`` quotes to the end) or the union is too big for RE2.
+    """
+    patterns = list(patterns)
+    if any("\\Q" in pattern for pattern in patterns):
+        return None
+    try:
+        # Each pattern is within the limits already; RE2's memory bound still applies.
+        return compile_regex("|".join(f"(?:{pattern})" for pattern in patterns), bounded=False)
+    except ValueError:
+        return None
+
+
+def compile_regex(pattern: str, *, bounded: bool = True) -> Any:
     """An RE2 regex object for ``pattern``; raise ValueError with a readable reason."""
-    if len(pattern) > MAX_PATTERN_LENGTH:
+    if bounded and len(pattern) > MAX_PATTERN_LENGTH:
         raise ValueError(f"regular expression longer than {MAX_PATTERN_LENGTH} characters")
     options = re2.Options()
     options.max_mem = _RE2_MAX_MEM
@@ -144,7 +199,7 @@ def compile_regex(pattern: str) -> Any:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise ValueError(f"invalid regular expression: {reason}") from None
-    if regex.programsize > MAX_PROGRAM_SIZE:
+    if bounded and regex.programsize > MAX_PROGRAM_SIZE:
         raise ValueError(
             f"regular expression too large ({regex.programsize} > {MAX_PROGRAM_SIZE} instructions)"
         )

@@ -54,6 +54,12 @@ class FieldSpec:
     type: Type
     get: Getter
     is_response: bool = False  # only meaningful once the origin answered (counting expressions)
+    attribute: str | None = None  # the RequestView attribute it reads as is, if that is all
+
+
+def _attribute(name: str, type_: Type, attribute: str) -> FieldSpec:
+    """A field that is one attribute of the view (the rule-set compiler reads it inline)."""
+    return FieldSpec(name, type_, attrgetter(attribute), attribute=attribute)
 
 
 def _memo(key: str, compute: Callable[[RequestView], object]) -> Getter:
@@ -134,12 +140,12 @@ def _flat(name: str, getter: Callable[[RequestView], Multimap], keys: bool) -> F
 
 def _fields() -> dict[str, FieldSpec]:
     specs = [
-        FieldSpec("http.host", STRING, attrgetter("host")),
-        FieldSpec("http.request.method", STRING, attrgetter("method")),
-        FieldSpec("http.request.uri", STRING, attrgetter("uri")),
-        FieldSpec("http.request.uri.path", STRING, attrgetter("path")),
+        _attribute("http.host", STRING, "host"),
+        _attribute("http.request.method", STRING, "method"),
+        _attribute("http.request.uri", STRING, "uri"),
+        _attribute("http.request.uri.path", STRING, "path"),
         FieldSpec("http.request.uri.path.extension", STRING, _memo("ext", _extension)),
-        FieldSpec("http.request.uri.query", STRING, attrgetter("query")),
+        _attribute("http.request.uri.query", STRING, "query"),
         FieldSpec(
             "http.request.full_uri",
             STRING,
@@ -156,8 +162,8 @@ def _fields() -> dict[str, FieldSpec]:
         FieldSpec("http.user_agent", STRING, _joined("user-agent", ", ")),
         FieldSpec("http.referer", STRING, _joined("referer", ", ")),
         FieldSpec("http.x_forwarded_for", STRING, _joined("x-forwarded-for", ", ")),
-        FieldSpec("http.request.version", STRING, attrgetter("version")),
-        FieldSpec("ip.src", IP, attrgetter("client_ip")),
+        _attribute("http.request.version", STRING, "version"),
+        _attribute("ip.src", IP, "client_ip"),
         FieldSpec("ip.src.country", STRING, lambda v: v.country or ""),
         FieldSpec("ip.src.asnum", INT, lambda v: v.asnum or 0),
         FieldSpec("ssl", BOOL, lambda v: v.scheme == "https"),
