@@ -1,8 +1,14 @@
 """Failover drill: steady load through the edge over 3 origins; kill one, then a second, then
-bring them back. Prints client-visible errors per phase, time to detect each death (active
-checks) and the load share per origin after slow start.
+bring them back. Prints client-visible errors per phase, time to detect each death and the load
+share per origin after slow start. Two detectors, one run each (``--detect both``, the default):
 
-    .venv/bin/python bench/failover_drill.py [--clients 8] [--phase 4]
+- ``active``: a monitor (interval 1 s, timeout 0.5 s, retries 0); detected = the admin API shows
+  the origin unhealthy. Bound: interval x (retries + 1), plus jitter.
+- ``passive``: no monitor at all, only outlier detection on real traffic (3 failures in a row,
+  2 s ejections); detected = the admin API shows the origin ejected. Target: the first failed
+  requests, so the figure is how long 3 requests take to reach the dead origin under load.
+
+    .venv/bin/python bench/failover_drill.py [--clients 8] [--phase 4] [--detect both]
 
 Everything runs on 127.0.0.1: the origins are the integration tests' scriptable origin, the
 edge is the real `originguard serve` subprocess.
@@ -84,12 +90,50 @@ def wait_state(edge: Edge, address: str, state: str, timeout: float = 30.0) -> f
     return time.monotonic() - start
 
 
+def entry_of(edge: Edge, address: str) -> dict[str, object]:
+    document = json.loads(edge.admin("/health").body)
+    for pool in document["zones"][0]["pools"]:
+        for origin in pool["origins"]:
+            if origin["address"] == address:
+                return dict(origin)
+    return {}
+
+
+def wait_ejected(edge: Edge, address: str, ejected: bool, timeout: float = 30.0) -> float:
+    start = time.monotonic()
+    while bool(entry_of(edge, address).get("ejected")) != ejected:
+        if time.monotonic() - start > timeout:
+            raise SystemExit(f"{address} not ejected={ejected} within {timeout}s")
+        time.sleep(0.002)
+    return time.monotonic() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--phase", type=float, default=4.0, help="seconds per phase")
+    parser.add_argument("--detect", choices=("active", "passive", "both"), default="both")
     args = parser.parse_args()
+    for mode in ("active", "passive") if args.detect == "both" else (args.detect,):
+        drill(args.clients, args.phase, mode)
+
+
+def drill(clients: int, phase: float, mode: str) -> None:
     origins = [Origin(name).start() for name in ("a", "b", "c")]
+    passive = mode == "passive"
+    balancer: dict[str, object] = {
+        "pools": [{"name": "main", "monitor": "web"}],
+        "outlier": {"consecutive_failures": 3},
+        "slow_start": {"window": f"{phase}s"},
+    }
+    if passive:
+        balancer["pools"] = [{"name": "main"}]  # no monitor: real traffic is the only judge
+        balancer["outlier"] = {
+            "consecutive_failures": 3,
+            "base_ejection": "2s",
+            "max_ejection": "2s",
+            "max_ejection_percent": 67,  # two of three may be out at once
+        }
     config = {
         "listen": "127.0.0.1:0",
         "admin": {"listen": "127.0.0.1:0"},
@@ -110,11 +154,7 @@ def main() -> None:
                         "origins": [{"address": o.address} for o in origins],
                     }
                 ],
-                "load_balancer": {
-                    "pools": [{"name": "main", "monitor": "web"}],
-                    "outlier": {"consecutive_failures": 3},
-                    "slow_start": {"window": f"{args.phase}s"},
-                },
+                "load_balancer": balancer,
             }
         ],
     }
@@ -122,42 +162,63 @@ def main() -> None:
         edge = Edge(config, Path(workdir)).start()
         try:
             for origin in origins:
-                wait_state(edge, origin.address, "healthy")
-            load = Load(edge.port, args.clients)
+                wait_state(edge, origin.address, "unmonitored" if passive else "healthy")
+            load = Load(edge.port, clients)
             marks = [("all up", time.monotonic())]
-            time.sleep(args.phase)
+            time.sleep(phase)
             detect = []
             for victim in origins[:2]:
                 marks.append((f"{victim.name} killed", time.monotonic()))
                 victim.stop(abort=True)
-                detect.append((victim.name, wait_state(edge, victim.address, "unhealthy")))
-                time.sleep(args.phase)
+                if passive:
+                    seconds = wait_ejected(edge, victim.address, True)
+                else:
+                    seconds = wait_state(edge, victim.address, "unhealthy")
+                detect.append((victim.name, seconds))
+                time.sleep(phase)
             for victim in origins[:2]:
                 marks.append((f"{victim.name} back", time.monotonic()))
                 victim._stopping = False  # the test origin is reused on the same port
                 victim.start()
-                wait_state(edge, victim.address, "healthy")
-                time.sleep(args.phase)
+                if passive:
+                    wait_ejected(edge, victim.address, False)  # the last ejection runs out
+                else:
+                    wait_state(edge, victim.address, "healthy")
+                time.sleep(phase)
             marks.append(("end", time.monotonic()))
             load.stop()
         finally:
             edge.stop()
             for origin in origins:
                 origin.stop()
-    print(f"clients={args.clients} phase={args.phase}s monitor interval={INTERVAL}s retries=0")
+    if passive:
+        print(f"\n[passive] clients={clients} phase={phase}s, no monitor, outlier 3 failures")
+    else:
+        print(f"\n[active] clients={clients} phase={phase}s monitor interval={INTERVAL}s retries=0")
     for (name, start), (_, end) in zip(marks, marks[1:], strict=False):
         counts = load.between(start, end)
         errors = sum(v for k, v in counts.items() if k.startswith("error"))
         total = sum(counts.values())
         served = {k: v for k, v in sorted(counts.items()) if not k.startswith("error")}
         share = ", ".join(f"{k} {100 * v / max(1, total - errors):.0f}%" for k, v in served.items())
+        failed = sorted((k[6:], v) for k, v in counts.items() if k.startswith("error"))
+        kinds = ", ".join(f"{k} x{v}" for k, v in failed)
         print(f"{name:10s} {total:7d} requests  {errors:4d} errors  share: {share}")
+        if kinds:
+            print(f"{'':10s} errors: {kinds}")
     for name, seconds in detect:
-        print(
-            f"time to detect {name} down (active check): {seconds:.2f}s "
-            f"(bound: interval x (retries+1) + jitter = {INTERVAL * 1.1:.1f}s + probe)"
-        )
-    tail = load.between(marks[-2][1] + args.phase * 0.75, marks[-1][1])
+        if passive:
+            rate = sum(load.between(marks[0][1], marks[1][1]).values()) / phase
+            print(
+                f"time to detect {name} down (passive, ejected): {seconds * 1000:.1f} ms "
+                f"(3 failed attempts at ~{rate:.0f} req/s; admin API polled every 2 ms)"
+            )
+        else:
+            print(
+                f"time to detect {name} down (active check): {seconds:.2f}s "
+                f"(bound: interval x (retries+1) + jitter = {INTERVAL * 1.1:.1f}s + probe)"
+            )
+    tail = load.between(marks[-2][1] + phase * 0.75, marks[-1][1])
     total = sum(tail.values())
     print(
         "share in the last quarter after slow start: "
