@@ -38,10 +38,18 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from originguard.cache.settings import (
+    CacheSettings,
+    CacheStoreSettings,
+    check_cache_expressions,
+)
 from originguard.health.settings import HealthSettings, LoadBalancerSettings
 from originguard.protect.settings import SecuritySettings, check_expressions
-from originguard.protect.waiting_room.section import WaitingRoomSection, ZoneWaitingRooms
-from originguard.cache.settings import CacheSettings, CacheStoreSettings
+from originguard.protect.waiting_room.section import (
+    WaitingRoomSection,
+    ZoneWaitingRooms,
+    check_room_expressions,
+)
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -794,8 +802,18 @@ class Config(Section):
     )
 
     @model_validator(mode="after")
+    def _cache_expressions_compile(self) -> Config:
+        check_cache_expressions([zone.cache for zone in self.zones], self.lists)
+        return self
+
+    @model_validator(mode="after")
     def _rules_compile(self) -> Config:
         check_expressions([(zone.name, zone.security) for zone in self.zones], self.lists)
+        return self
+
+    @model_validator(mode="after")
+    def _room_expressions_compile(self) -> Config:
+        check_room_expressions([zone.waiting_room for zone in self.zones], self.lists)
         return self
 
     @model_validator(mode="after")

@@ -18,6 +18,7 @@ class Outcome(StrEnum):
     ORIGIN_ABORT = "origin_abort"        # the origin broke off mid-body after the head went out
     LOCAL = "local"                      # answered by an edge feature (rule, room, redirect)
     CACHED = "cached"                    # answered from the cache
+    QUEUED = "queued"                    # a waiting room answered with its queue page or JSON
 
 
 class OriginError(int, Enum):

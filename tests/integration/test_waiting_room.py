@@ -262,3 +262,111 @@ def test_limits_change_without_restart_and_bad_limits_change_nothing(edge: Edge)
     unknown = admin_post(edge, "/waiting-rooms/site/sale", {"path": "/"})
     assert unknown.status == 400
     assert admin_post(edge, "/waiting-rooms/site/nope", {"queue_all": True}).status == 404
+
+
+# -- the access log ----------------------------------------------------------------------------
+
+
+def test_queued_visitor_is_logged_as_queued_with_their_place(edge: Edge) -> None:
+    fill_shop(edge)
+
+    queued = visit(edge, "/")
+    entry = edge.log_for_ray(queued.header("og-ray"))
+
+    assert is_queue_page(queued)
+    assert entry["outcome"] == "queued"
+    assert entry["reason"] == "waiting room shop: queued at 1 of 1"
+    assert 'outcome="queued",status_class="2xx",zone="site"' in edge.admin("/metrics").text
+
+
+# -- rules-language expressions ----------------------------------------------------------------
+
+
+def _expression_config(origin: Origin) -> dict[str, Any]:
+    """`orders` holds POSTs to /orders (one seat); everything else is in `site` (plenty of
+    seats) unless an uptime probe asks; /closed is a maintenance page."""
+    rooms = [
+        {
+            "name": "orders",
+            "host": "site.test",
+            "path": "/orders",
+            "expression": 'http.request.method eq "POST"',
+            "total_active_users": 1,
+            "new_users_per_minute": 1,
+            "cookie_suffix": "orders",
+        },
+        {
+            "name": "site",
+            "host": "site.test",
+            "path": "/",
+            "total_active_users": 100,
+            "new_users_per_minute": 100,
+            "bypass": {
+                "expression": 'http.user_agent contains "uptime-probe" or ip.src in $monitoring'
+            },
+        },
+        {
+            "name": "closed",
+            "host": "site.test",
+            "path": "/closed",
+            "total_active_users": 100,
+            "new_users_per_minute": 100,
+            "queueing_method": "reject",
+        },
+    ]
+    section = {"keys": [{"id": "k1", "secret": "${OG_ROOM_KEY}"}], "rooms": rooms}
+    config = site_config(origin.address, zone={"waiting_room": section})
+    config["lists"] = {"monitoring": ["192.0.2.0/24"]}
+    return config
+
+
+@pytest.fixture
+def ruled(start_edge: Any, origin: Origin) -> Edge:
+    edge: Edge = start_edge(_expression_config(origin), env=KEY_ENV)
+    return edge
+
+
+def cookies_of(reply: Reply) -> list[str]:
+    return [value.split("=", 1)[0] for value in reply.header_values("set-cookie")]
+
+
+def test_room_expression_holds_only_the_requests_it_matches(ruled: Edge) -> None:
+    first = ruled.request("POST", "/orders", body=b"{}")
+    second = ruled.request("POST", "/orders", body=b"{}")
+    browsing = ruled.get("/orders")
+
+    assert first.header("x-origin") == "a" and cookies_of(first) == [f"{COOKIE}_orders"]
+    assert is_queue_page(second)  # the one seat of `orders` is taken
+    assert browsing.header("x-origin") == "a" and cookies_of(browsing) == [COOKIE]
+
+
+def test_bypass_expression_lets_the_probe_through_uncounted(ruled: Edge) -> None:
+    probe = ruled.get("/", headers=[("User-Agent", "uptime-probe/2.0")])
+    person = ruled.get("/", headers=[("User-Agent", "Mozilla/5.0")])
+
+    assert probe.header("x-origin") == "a" and cookies_of(probe) == []
+    assert person.header("x-origin") == "a" and cookies_of(person) == [COOKIE]
+    assert admin_json(ruled, "/waiting-rooms/site/site")["active_users"] == 1
+
+
+def test_reject_page_is_logged_as_turned_away(ruled: Edge) -> None:
+    reply = ruled.get("/closed/")
+    entry = ruled.log_for_ray(reply.header("og-ray"))
+
+    assert reply.header("x-origin") is None and "not available" in reply.text
+    assert entry["outcome"] == "local"
+    assert entry["reason"] == "waiting room closed: turned away (reject page)"
+
+
+def test_room_expression_that_does_not_compile_is_refused_on_reload(
+    ruled: Edge, origin: Origin
+) -> None:
+    config = _expression_config(origin)
+    config["zones"][0]["waiting_room"]["rooms"][0]["expression"] = 'http.request.method eq "POST'
+
+    result = ruled.reload(config)
+
+    assert "reload rejected" in result
+    assert "expression" in result and "^" in result
+    # The old rooms still serve: the first order is let in.
+    assert ruled.request("POST", "/orders", body=b"{}").header("x-origin") == "a"

@@ -17,10 +17,13 @@ from originguard.config import loads
 from originguard.exchange import Exchange
 from originguard.http.messages import Headers, RequestHead, Response
 from originguard.observe.metrics import Metrics
+from originguard.outcome import Outcome
 from originguard.pipeline import Runtime
+from originguard.protect.rules import RequestView
+from originguard.protect.verdict import Verdicts, request_view
 from originguard.protect.waiting_room.gate import RoomGate, match, rooms_of
 from originguard.protect.waiting_room.monitor import RoomMonitor
-from originguard.protect.waiting_room.runtime import attach, gate_of
+from originguard.protect.waiting_room.runtime import SharedViews, attach, gate_of
 from originguard.protect.waiting_room.section import WaitingRoomSection
 from originguard.routing import Router
 
@@ -53,24 +56,35 @@ def _room(name: str = "shop", path: str = "/", **fields: Any) -> dict[str, Any]:
     } | fields
 
 
-def _gate(*rooms: dict[str, Any], clock: Clock | None = None) -> tuple[RoomGate, Metrics]:
+def _gate(
+    *rooms: dict[str, Any],
+    clock: Clock | None = None,
+    lists: dict[str, tuple[str | int, ...]] | None = None,
+) -> tuple[RoomGate, Metrics]:
     from originguard.protect.waiting_room.registry import RoomRegistry
 
     registry = RoomRegistry()
     metrics = Metrics()
-    built = {"site": rooms_of("site", _section(*rooms), registry)}
+    built = {"site": rooms_of("site", _section(*rooms), registry, lists)}
     return RoomGate(built, registry, metrics, clock or Clock()), metrics
 
 
 def _exchange(
-    path: str = "/", cookie: str | None = None, accept: str | None = None, ip: str = "192.0.2.7"
+    path: str = "/",
+    cookie: str | None = None,
+    accept: str | None = None,
+    ip: str = "192.0.2.7",
+    method: bytes = b"GET",
+    agent: str | None = None,
 ) -> Exchange:
     headers: Headers = [(b"host", b"site.test")]
     if cookie is not None:
         headers.append((b"cookie", cookie.encode()))
     if accept is not None:
         headers.append((b"accept", accept.encode()))
-    head = RequestHead(b"GET", path.encode(), path.encode(), b"", b"1.1", headers, b"site.test")
+    if agent is not None:
+        headers.append((b"user-agent", agent.encode()))
+    head = RequestHead(method, path.encode(), path.encode(), b"", b"1.1", headers, b"site.test")
     conn = SimpleNamespace(scheme=b"http")
     ex = Exchange(cast(Any, conn), head, None, "ray", 0.0, client_ip=ip)
     ex.zone = cast(Any, SimpleNamespace(name="site"))
@@ -218,9 +232,133 @@ def test_reject_method_answers_static_page_and_counts_turned_away() -> None:
     assert metrics.waiting_room_turned_away.labels("site", "shop")._value.get() == 1
 
 
+def test_queued_visitor_is_logged_as_queued_with_place_in_line() -> None:
+    gate, _ = _gate(_room(total_active_users=1, new_users_per_minute=1))
+    _visit(gate, _exchange())
+    ex = _exchange()
+    answer = asyncio.run(gate.on_request(ex))
+    ex.outcome = Outcome.LOCAL  # what the pipeline records for a guard's answer
+
+    gate.on_response(ex, [])
+
+    assert answer is not None
+    assert ex.outcome is Outcome.QUEUED
+    assert ex.reason == "waiting room shop: queued at 1 of 1"
+
+
+def test_rejected_visitor_is_logged_as_turned_away() -> None:
+    gate, _ = _gate(_room(queueing_method="reject"))
+    ex = _exchange()
+    asyncio.run(gate.on_request(ex))
+    ex.outcome = Outcome.LOCAL
+
+    gate.on_response(ex, [])
+
+    assert ex.outcome is Outcome.LOCAL
+    assert ex.reason == "waiting room shop: turned away (reject page)"
+
+
+def test_admitted_visitor_keeps_the_origins_outcome() -> None:
+    gate, _ = _gate(_room())
+    ex = _exchange()
+    asyncio.run(gate.on_request(ex))
+    gate.on_response(ex, [])
+    assert ex.outcome is Outcome.PROXIED and ex.reason == ""
+
+
 def test_suspended_room_passes_without_cookie() -> None:
     gate, _ = _gate(_room(suspended=True))
     assert _visit(gate, _exchange()) == (None, None)
+
+
+# -- rules-language expressions -----------------------------------------------------------------
+
+
+def test_room_expression_narrows_the_room_to_matching_requests() -> None:
+    posts = _room("orders", "/", expression='http.request.method eq "POST"')
+    gate, _ = _gate(posts | {"total_active_users": 1, "new_users_per_minute": 1})
+    _visit(gate, _exchange(method=b"POST"))
+
+    assert _visit(gate, _exchange(method=b"GET")) == (None, None)  # not in the room at all
+    assert _visit(gate, _exchange(method=b"POST"))[0] is not None  # the one seat is taken
+
+
+def test_a_request_the_expression_refuses_falls_to_the_next_longest_path() -> None:
+    gate, _ = _gate(
+        _room("all", "/"),
+        _room("api", "/api", expression="ip.src in $partners", cookie_suffix="api"),
+        lists={"partners": ("198.51.100.0/24",)},
+    )
+    rooms = gate.by_zone["site"]
+    partner, stranger = _exchange("/api/x", ip="198.51.100.9"), _exchange("/api/x")
+
+    def name(ex: Exchange) -> str | None:
+        found = match(rooms, b"site.test", ex.head.path, lambda: gate.views(ex))
+        return found.configured.name if found else None
+
+    assert (name(partner), name(stranger)) == ("api", "all")
+    # Without a view a room with an expression never matches.
+    assert match(rooms, b"site.test", b"/api/x").configured.name == "all"  # type: ignore[union-attr]
+
+
+def test_rooms_on_one_path_are_told_apart_by_expression_in_config_order() -> None:
+    gate, _ = _gate(
+        _room("bots", "/", expression='http.user_agent contains "bot"', cookie_suffix="bots"),
+        _room("people", "/", cookie_suffix="people"),
+    )
+    _, bot = _visit(gate, _exchange(agent="crawlbot/1"))
+    _, person = _visit(gate, _exchange(agent="Mozilla/5.0"))
+
+    assert bot is not None and bot.startswith("__ogwaitingroom_bots=")
+    assert person is not None and person.startswith("__ogwaitingroom_people=")
+
+
+def test_bypass_expression_skips_the_room_uncounted() -> None:
+    room = _room(
+        total_active_users=1,
+        new_users_per_minute=1,
+        bypass={"expression": 'http.user_agent contains "uptime-probe"'},
+    )
+    gate, metrics = _gate(room)
+
+    for _ in range(3):
+        assert _visit(gate, _exchange(agent="uptime-probe/2")) == (None, None)
+    assert _visit(gate, _exchange())[0] is None  # the one seat was still free
+    assert _visit(gate, _exchange(agent="uptime-probe/2")) == (None, None)  # even when full
+    assert metrics.waiting_room_admissions.labels("site", "shop")._value.get() == 1
+
+
+def test_the_view_is_built_once_and_only_when_an_expression_needs_it() -> None:
+    built: list[str] = []
+
+    def views(ex: Exchange) -> RequestView:
+        built.append(ex.ray)
+        return request_view(ex, None)
+
+    plain, _ = _gate(_room())
+    plain.views = views
+    _visit(plain, _exchange())
+    assert built == []
+
+    both = _room(
+        expression='http.request.method eq "GET"', bypass={"expression": "ip.src eq 10.0.0.1"}
+    )
+    gated, _ = _gate(both)
+    gated.views = views
+    _visit(gated, _exchange())
+    assert built == ["ray"]
+
+
+def test_shared_views_reuse_the_firewalls_view_of_the_exchange() -> None:
+    verdicts = Verdicts({})
+    ex = _exchange()
+    firewall_view = verdicts.of(ex).view
+    views = SharedViews(verdicts, {})
+
+    assert views(ex) is firewall_view
+    verdicts.on_complete(ex)
+    fresh = views(ex)
+    assert fresh is not firewall_view and fresh.path == "/" and str(fresh.client_ip) == "192.0.2.7"
 
 
 # -- overrides, monitor, reload ------------------------------------------------------------------

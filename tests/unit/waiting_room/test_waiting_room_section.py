@@ -80,3 +80,45 @@ def test_unset_key_variable_is_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
         loads(BASE + '      keys: [{id: k, secret: "${NOPE}"}]\n', "edge.yaml", env={})
     assert "environment variable NOPE is not set" in caught.value.messages[0]
+
+
+KEY = "      keys: [{id: k, secret: 0123456789abcdef0}]\n      rooms:\n"
+ROOM = (
+    "        - name: {name}\n          host: site.test\n          total_active_users: 1\n"
+    "          new_users_per_minute: 1\n"
+)
+
+
+def test_room_expression_that_does_not_compile_is_refused_with_line_and_caret() -> None:
+    section = KEY + ROOM.format(name="a") + "          expression: http.request.method eq\n"
+    with pytest.raises(ConfigError) as caught:
+        _load(section)
+    message = "\n".join(caught.value.messages)
+    assert 'edge.yaml:12: zones.0.waiting_room.rooms.0.expression: room "a":' in message
+    assert "1 | http.request.method eq\n" in message
+    assert message.rstrip().endswith("^")
+
+
+def test_bypass_expression_is_compiled_with_the_configs_lists() -> None:
+    bypass = "          bypass: {expression: 'ip.src in $monitoring'}\n"
+    with pytest.raises(ConfigError) as caught:
+        _load(KEY + ROOM.format(name="a") + bypass)
+    message = "\n".join(caught.value.messages)
+    assert 'zones.0.waiting_room.rooms.0.bypass.expression: room "a bypass"' in message
+    assert "monitoring" in message
+
+    config = _load(KEY + ROOM.format(name="a") + bypass + "lists: {monitoring: [10.0.0.0/8]}\n")
+    assert config.zones[0].waiting_room.rooms[0].bypass.expression == "ip.src in $monitoring"  # type: ignore[attr-defined]
+
+
+def test_rooms_on_one_path_need_different_expressions_and_cookies() -> None:
+    a = ROOM.format(name="a") + "          expression: 'http.request.method eq \"POST\"'\n"
+    b = ROOM.format(name="b")
+    with pytest.raises(ConfigError) as caught:
+        _load(KEY + a + b)
+    assert any(
+        "rooms.1.cookie_suffix: another room on site.test/ uses the cookie __ogwaitingroom" in m
+        for m in caught.value.messages
+    ), caught.value.messages
+
+    assert _load(KEY + a + b + "          cookie_suffix: b\n") is not None

@@ -1,26 +1,34 @@
 """The waiting room at the edge: a request filter in front of the origin (spec §9).
 
-`RoomGate.on_request` finds the room a request falls in (host, then the longest path prefix),
-reads the visitor's ticket cookie, asks `decide`, and either lets the request through or answers
-with the queue page, the JSON status or the reject page. The ticket to set rides on the exchange
-(`Exchange.waiting_room_cookie`) and `on_response` adds it to whatever response goes out, the
-origin's or the edge's own.
+`RoomGate.on_request` finds the room a request falls in (host, then the longest path prefix, and
+the room's rules-language `expression` if it has one), skips it for bypassed traffic (paths,
+networks, `bypass.expression`), reads the visitor's ticket cookie, asks `decide`, and either lets
+the request through or answers with the queue page, the JSON status or the reject page. The
+ticket to set rides on the exchange (`Exchange.waiting_room_cookie`) and `on_response` adds it to
+whatever response goes out, the origin's or the edge's own.
 
 An admitted visitor's request (the hot path) costs: the room match, a look-up of its token among
 tokens already opened (else one AES-GCM open), the ticket's expiry check and `AdmissionQueue.touch`
 (renew the session, no round-trip); at most once per `RESEAL_SECONDS`, one AES-GCM seal for a
-fresh cookie. Everyone else goes through `decide`.
+fresh cookie. Everyone else goes through `decide`. Expressions see the request as the firewall
+does (`protect.verdict.request_view`), built once per request and only when a room needs it.
+
+The access log names what the room did: outcome `queued` for the queue page or JSON status,
+`local` with reason "waiting room <name>: turned away" for the reject page.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING
 
 from originguard.http.messages import Headers, Response, header_value
+from originguard.outcome import Outcome
+from originguard.protect.rules import Expression, RequestView, compile_expression
+from originguard.protect.verdict import request_view
 from originguard.state.base import AdmissionLimits
 
 from .admission import Admit, Pass, Queue, Reject, decide, limits_of
@@ -55,6 +63,8 @@ class Room:
     path: bytes
     cookie: bytes  # b"<cookie name>="
     reseal_after: float
+    condition: Expression | None = None  # the room's `expression`, compiled
+    bypass_condition: Expression | None = None  # `bypass.expression`, compiled
     settings: RoomSettings = field(init=False)  # configured + admin overrides
     bypass_paths: tuple[bytes, ...] = field(init=False)
     # The phase and limits when the room has no events (they cannot change with time).
@@ -95,9 +105,15 @@ class Room:
 
 
 def rooms_of(
-    zone: str, section: WaitingRoomSection, registry: RoomRegistry
+    zone: str,
+    section: WaitingRoomSection,
+    registry: RoomRegistry,
+    lists: Mapping[str, Sequence[str | int]] | None = None,
 ) -> list[Room]:
-    """Run-time rooms of one zone, most specific path first (spec §9.1: it wins)."""
+    """Run-time rooms of one zone, most specific path first (spec §9.1: it wins), rooms on
+    one path in config order. Expressions compile with the config's named `lists` (the loader
+    has already reported any error)."""
+    lists = lists if lists is not None else {}
     if not section.rooms:
         return []
     keyring = section.keyring()
@@ -111,6 +127,8 @@ def rooms_of(
             path=configured.path.encode(),
             cookie=cookie_name(configured).encode() + b"=",
             reseal_after=min(RESEAL_SECONDS, configured.session_duration / 10),
+            condition=_compiled(configured.expression, lists),
+            bypass_condition=_compiled(configured.bypass.expression, lists),
         )
         room.use(registry.effective(room.key, configured))
         rooms.append(room)
@@ -118,12 +136,50 @@ def rooms_of(
     return rooms
 
 
-def match(rooms: Sequence[Room], host: bytes, path: bytes) -> Room | None:
-    """The room covering host+path: case-sensitive prefix; the longest path wins."""
+def _compiled(
+    text: str | None, lists: Mapping[str, Sequence[str | int]]
+) -> Expression | None:
+    return compile_expression(text, lists) if text is not None else None
+
+
+def match(
+    rooms: Sequence[Room],
+    host: bytes,
+    path: bytes,
+    view: Callable[[], RequestView] | None = None,
+) -> Room | None:
+    """The room covering host+path (case-sensitive prefix; the longest path wins) whose
+    expression, if it has one, matches `view()`; without a view such rooms never match."""
     for room in rooms:
         if room.host == host and path.startswith(room.path):
-            return room
+            condition = room.condition
+            if condition is None or (view is not None and condition.evaluate(view())):
+                return room
     return None
+
+
+Views = Callable[["Exchange"], RequestView]
+
+
+def own_view(ex: Exchange) -> RequestView:
+    """The exchange as rules see it, without GeoIP (`runtime.attach` passes a better one)."""
+    return request_view(ex, None)
+
+
+class _LazyView:
+    """The request's view, built on first use: a room without expressions never builds it."""
+
+    __slots__ = ("ex", "views", "view")
+
+    def __init__(self, ex: Exchange, views: Views) -> None:
+        self.ex = ex
+        self.views = views
+        self.view: RequestView | None = None
+
+    def __call__(self) -> RequestView:
+        if self.view is None:
+            self.view = self.views(self.ex)
+        return self.view
 
 
 class RoomGate:
@@ -135,11 +191,15 @@ class RoomGate:
         registry: RoomRegistry,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        views: Views = own_view,
     ) -> None:
         self.by_zone = {zone: listed for zone, listed in rooms.items() if listed}
         self.registry = registry
         self.metrics = metrics
         self.clock = clock
+        self.views = views
+        # Rays of the exchanges answered with the queue page, until on_response marks them.
+        self._queued: set[str] = set()
 
     @property
     def rooms(self) -> Iterable[Room]:
@@ -167,7 +227,8 @@ class RoomGate:
         if rooms is None:
             return None
         head = ex.head
-        room = match(rooms, head.host, head.path)
+        view = _LazyView(ex, self.views)
+        room = match(rooms, head.host, head.path, view)
         if room is None:
             return None
         settings = room.settings
@@ -181,6 +242,8 @@ class RoomGate:
             client = _address(ex.client_ip)
             if client is not None and any(client in net for net in settings.bypass.networks):
                 return None
+        if room.bypass_condition is not None and room.bypass_condition.evaluate(view()):
+            return None
         now = self.clock()
         phase, limits = room.phase(now)
         token = _token(head.headers, room.cookie)
@@ -213,12 +276,16 @@ class RoomGate:
             self._stash(ex, room, decision.ticket, phase, now)
             if self.metrics is not None:
                 self.metrics.waiting_room_queued_responses.labels(room.zone, settings.name).inc()
-            ex.reason = f"waiting room {settings.name}: queued at {decision.position}"
+            ex.reason = (
+                f"waiting room {settings.name}: queued at {decision.position} "
+                f"of {decision.queued}"
+            )
+            self._queued.add(ex.ray)
         else:
             assert isinstance(decision, Reject)
             if self.metrics is not None:
                 self.metrics.waiting_room_turned_away.labels(room.zone, settings.name).inc()
-            ex.reason = f"waiting room {settings.name}: rejected"
+            ex.reason = f"waiting room {settings.name}: turned away (reject page)"
         accept = header_value(head.headers, b"accept")
         page = respond(
             settings, decision, accept.decode("latin-1") if accept is not None else None, now
@@ -228,6 +295,12 @@ class RoomGate:
     # -- ResponseFilter ---------------------------------------------------------------------------
 
     def on_response(self, ex: Exchange, headers: Headers) -> None:
+        # The pipeline records a guard's answer as `local` just before the response filters
+        # run; a queued visitor is worth telling apart in the access log and og_requests.
+        if self._queued and ex.ray in self._queued:
+            self._queued.discard(ex.ray)
+            if ex.outcome is Outcome.LOCAL:
+                ex.outcome = Outcome.QUEUED
         if ex.waiting_room_cookie:
             headers.append((b"set-cookie", ex.waiting_room_cookie))
 

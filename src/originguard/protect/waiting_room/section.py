@@ -16,6 +16,7 @@ waiting_room:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
 from pydantic import (
@@ -30,10 +31,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from originguard.protect.rules import RuleSyntaxError, compile_expression
 from originguard.units import TypeLabel
 
 from .settings import RoomSettings
-from .ticket import MIN_SECRET_BYTES, Keyring
+from .ticket import MIN_SECRET_BYTES, Keyring, cookie_name
 
 
 def _redact(_secret: SecretStr) -> str:
@@ -91,17 +93,30 @@ class WaitingRoomSection(_Model):
             if key_id in ids[:index]:
                 raise _at(("keys", index, "id"), f"key id {key_id!r} is listed twice")
         names: set[str] = set()
-        routes: set[tuple[str, str]] = set()
+        routes: set[tuple[str, str, str | None]] = set()
+        cookies: set[tuple[str, str, str]] = set()
         for index, room in enumerate(self.rooms):
             if room.name in names:
                 raise _at(("rooms", index, "name"), f"room {room.name!r} is defined twice")
             names.add(room.name)
-            if (room.host, room.path) in routes:
+            if (room.host, room.path, room.expression) in routes:
                 raise _at(
                     ("rooms", index, "path"),
-                    f"another room already covers {room.host}{room.path}: host+path is unique",
+                    f"another room already covers {room.host}{room.path}"
+                    + (" with this expression" if room.expression else "")
+                    + ": host+path(+expression) is unique",
                 )
-            routes.add((room.host, room.path))
+            routes.add((room.host, room.path, room.expression))
+            # Rooms on one host+path (told apart by expressions) would overwrite each other's
+            # ticket: same cookie name, same Path attribute.
+            cookie = (room.host, room.path, cookie_name(room))
+            if cookie in cookies:
+                raise _at(
+                    ("rooms", index, "cookie_suffix"),
+                    f"another room on {room.host}{room.path} uses the cookie {cookie[2]}: "
+                    "give each room on one path its own cookie_suffix",
+                )
+            cookies.add(cookie)
         return self
 
     def keyring(self) -> Keyring:
@@ -120,6 +135,37 @@ def _rooms_in_zone(section: WaitingRoomSection, info: ValidationInfo) -> Waiting
                 f"host {room.host!r} is not one of this zone's hostnames",
             )
     return section
+
+
+def check_room_expressions(
+    sections: Sequence[WaitingRoomSection], lists: Mapping[str, Sequence[str | int]]
+) -> None:
+    """Compile every room's `expression` and `bypass.expression` (`sections` in zone order,
+    with the config's named lists); the first error is raised located at the expression, its
+    message naming the room, the expression's line and a caret under the problem."""
+    for z, section in enumerate(sections):
+        for r, room in enumerate(section.rooms):
+            where = ("zones", z, "waiting_room", "rooms", r)
+            if room.expression is not None:
+                _compile_at((*where, "expression"), room.name, room.expression, lists)
+            if room.bypass.expression is not None:
+                path = (*where, "bypass", "expression")
+                _compile_at(path, f"{room.name} bypass", room.bypass.expression, lists)
+
+
+def _compile_at(
+    at: tuple[str | int, ...],
+    name: str,
+    text: str,
+    lists: Mapping[str, Sequence[str | int]],
+) -> None:
+    try:
+        compile_expression(text, lists)
+    except RuleSyntaxError as error:
+        line, column = error.line_and_column(text)
+        caret = error.render(name, text).split("\n", 1)[1]  # the line and the caret under it
+        message = f'room "{name}": {error.message} (line {line}, column {column})\n{caret}'
+        raise _at(at, message) from None
 
 
 def _serves(pattern: str, host: str) -> bool:

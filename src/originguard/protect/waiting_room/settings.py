@@ -98,7 +98,10 @@ class Bypass(_Model):
     )
     expression: str | None = Field(
         default=None,
-        description="Rules-language expression; reserved: not evaluated by is_bypassed() yet.",
+        description=(
+            "Rules-language expression (docs/rules.md); a request it matches skips the room, "
+            'e.g. `http.request.headers["user-agent"][0] contains "monitor"`.'
+        ),
     )
 
     @field_validator("paths")
@@ -112,7 +115,10 @@ class Bypass(_Model):
     def is_bypassed(
         self, path: str, client: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     ) -> bool:
-        """True when the path starts with a bypass prefix or the client is in a bypass network."""
+        """True when the path starts with a bypass prefix or the client is in a bypass network.
+
+        The expression needs the whole request: the gate evaluates it (compiled at load).
+        """
         if any(path.startswith(prefix) for prefix in self.paths):
             return True
         if client is None:
@@ -197,6 +203,13 @@ class RoomSettings(_Model):
     path: str = Field(
         default="/", description="Case-sensitive path prefix; covers all subpaths; no query."
     )
+    expression: str | None = Field(
+        default=None,
+        description=(
+            "Rules-language expression (docs/rules.md): the room applies only to requests to "
+            'host+path that it also matches, e.g. `http.request.method eq "POST"`.'
+        ),
+    )
     total_active_users: UserCount = Field(description="Visitors allowed on the site at once.")
     new_users_per_minute: UserCount = Field(
         description="Threshold of new admissions per minute; ≤ total_active_users."
@@ -268,7 +281,8 @@ class RoomSettings(_Model):
         return hashlib.sha256(f"{self.name}\0{self.host}\0{self.path}".encode()).digest()[:8]
 
     def covers(self, host: str, path: str) -> bool:
-        """True when a request to host+path falls in this room (case-sensitive path prefix)."""
+        """True when a request to host+path falls in this room's route (case-sensitive path
+        prefix); a room with an `expression` also needs it to match (the gate checks that)."""
         return host.lower() == self.host and path.startswith(self.path)
 
     def event_at(self, now: float) -> Event | None:
