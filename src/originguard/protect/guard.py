@@ -35,8 +35,18 @@ class Security:
     observers: list[Observer] = field(default_factory=list)
 
 
+UNKNOWN_COUNTRY = "XX"  # spec §7.4: the country code of an address the database cannot place
+TOR = "T1"  # spec §7.4: the country code Cloudflare gives Tor exit nodes
+
+
 class MaxMindGeo:
-    """Country and AS number from MaxMind-format databases (GeoIP2/GeoLite2)."""
+    """Country and AS number from MaxMind-format databases (GeoIP2/GeoLite2).
+
+    With a country database, an address it marks as a Tor exit node (``is_tor_exit_node``,
+    top level as in GeoIP2 Anonymous IP, or under ``traits``) is ``T1`` and an address it has
+    no country for is ``XX``, as Cloudflare reports them; without one, the country is unknown
+    to rules (``ip.src.country`` reads "") and no country IP Access rule applies.
+    """
 
     def __init__(self, country_path: str | None, asn_path: str | None) -> None:
         import maxminddb  # only needed when a database is configured
@@ -48,16 +58,27 @@ class MaxMindGeo:
         country = asnum = None
         if self._country is not None:
             record: Any = self._country.get(address)
-            if isinstance(record, dict):
-                found = record.get("country") or record.get("registered_country") or {}
-                code = found.get("iso_code") if isinstance(found, dict) else None
-                country = code if isinstance(code, str) else None
+            country = country_of(record)
         if self._asn is not None:
             record = self._asn.get(address)
             if isinstance(record, dict):
                 number = record.get("autonomous_system_number")
                 asnum = number if isinstance(number, int) else None
         return country, asnum
+
+
+def country_of(record: object) -> str:
+    """The country code of a MaxMind record: ISO alpha-2, ``T1`` for Tor, ``XX`` unknown."""
+    if not isinstance(record, dict):
+        return UNKNOWN_COUNTRY
+    traits = record.get("traits")
+    if record.get("is_tor_exit_node") is True or (
+        isinstance(traits, dict) and traits.get("is_tor_exit_node") is True
+    ):
+        return TOR
+    found = record.get("country") or record.get("registered_country") or {}
+    code = found.get("iso_code") if isinstance(found, dict) else None
+    return code if isinstance(code, str) and code else UNKNOWN_COUNTRY
 
 
 _GEO_CACHE: dict[tuple[str | None, str | None], MaxMindGeo] = {}

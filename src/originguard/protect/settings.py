@@ -61,7 +61,7 @@ RateLimitAction = Literal["block", "challenge", "js_challenge", "log"]
 SkipTarget = Literal["remaining_rules", "rate_limits", "under_attack"]
 ContentType = Literal["text/html", "text/plain", "application/json", "text/xml"]
 
-_COUNTRY = re.compile(r"[A-Z]{2}\Z")
+_COUNTRY = re.compile(r"(?:[A-Z]{2}|T1)\Z")  # spec §7.4: plus T1 (Tor); XX (unknown) fits
 _ASN = re.compile(r"(?:AS)?([0-9]{1,10})\Z", re.I)
 KEYED_CHARACTERISTIC = re.compile(
     r'(?P<field>http\.request\.(?:headers|cookies|uri\.args))\["(?P<name>[^"\\]{1,256})"\]\Z'
@@ -72,6 +72,13 @@ _PLAIN_CHARACTERISTICS = frozenset(
     {"ip.src", "http.host", "http.request.uri.path", "ip.src.country", "ip.src.asnum",
      "cf.colo.id"}
 )  # fmt: skip
+
+
+def managed(action: object) -> object:
+    """Cloudflare's `managed_challenge` is read as `js_challenge`: Cloudflare shows most
+    visitors a non-interactive challenge and escalates on bot signals the edge does not have,
+    so the non-interactive proof of work is what a managed challenge amounts to here."""
+    return "js_challenge" if action == "managed_challenge" else action
 
 
 class _Section(BaseModel):
@@ -112,6 +119,11 @@ class IpAccessRule(_Section):
     )
     notes: str = Field(default="", max_length=500, description="Free text for operators.")
 
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _managed(cls, value: object) -> object:
+        return managed(value)
+
     @field_validator("value")
     @classmethod
     def _normalise(cls, value: str, info: ValidationInfo) -> str:
@@ -146,7 +158,7 @@ def normalise_target(target: str, value: str) -> str:
             raise ValueError(f"{value!r} is not an AS number like AS13335")
         return f"AS{int(match.group(1))}"
     if not _COUNTRY.match(value):
-        raise ValueError(f"{value!r} is not an upper-case two-letter country code")
+        raise ValueError(f"{value!r} is not an upper-case two-letter country code (or T1 for Tor)")
     return value
 
 
@@ -191,6 +203,11 @@ class CustomRule(_Section):
     )
     logging: bool = Field(default=True, description="Log matches of a `skip` rule as events.")
     enabled: bool = Field(default=True, description="Evaluate this rule.")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _managed(cls, value: object) -> object:
+        return managed(value)
 
     @model_validator(mode="after")
     def _coherent(self) -> CustomRule:
@@ -247,6 +264,11 @@ class RateLimitRule(_Section):
         ),
     )
     enabled: bool = Field(default=True, description="Evaluate this rule.")
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _managed(cls, value: object) -> object:
+        return managed(value)
 
     @field_validator("characteristics")
     @classmethod

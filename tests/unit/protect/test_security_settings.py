@@ -118,3 +118,24 @@ def test_rule_names_are_unique_per_kind() -> None:
 
 def test_a_short_challenge_secret_is_refused() -> None:
     assert "at least 16" in errors("challenge: {secret: short}\n")
+
+
+def test_managed_challenge_is_accepted_everywhere_and_read_as_js_challenge() -> None:
+    config = loads(
+        security_yaml(
+            "ip_access:\n"
+            "  - {target: ip, value: 192.0.2.1, mode: managed_challenge}\n"
+            "rules:\n"
+            "  - {name: pasted, expression: 'http.host eq \"a\"', action: managed_challenge}\n"
+            "rate_limits:\n"
+            "  - name: pasted limit\n"
+            "    expression: 'http.host eq \"a\"'\n"
+            "    period: 60s\n"
+            "    requests_per_period: 5\n"
+            "    action: managed_challenge\n"
+        )
+    )
+    security = config.zones[0].security
+    assert security.ip_access[0].mode == "js_challenge"
+    assert security.rules[0].action == "js_challenge"
+    assert security.rate_limits[0].action == "js_challenge"
