@@ -43,7 +43,7 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
     runtime.cache = shared_cache
     for zone in router.zones:
         if zone.config.cache.enabled:
-            zone.cache = ZoneCache(zone.config.cache, shared_cache)
+            zone.cache = ZoneCache(zone.config.cache, shared_cache, lists=config.lists)
     # "Always use HTTPS" answers before any guard; HSTS marks HTTPS responses (tls.py).
     https = HttpsPolicy({zone.name: zone.https for zone in config.zones})
     if https.is_active:
@@ -204,9 +204,20 @@ class Edge:
             log.error("reload rejected: TLS: %s", error)
             self.metrics.reloads.labels("rejected").inc()
             return False
-        runtime = build_runtime(config, self.metrics, old_runtime)
-        for service in runtime.services:
-            await service.start()
+        try:
+            runtime = build_runtime(config, self.metrics, old_runtime)
+            for service in runtime.services:
+                await service.start()
+        except Exception:
+            # Validation should catch every bad config; this is the net for what it missed.
+            log.exception("reload rejected: the new configuration could not be built")
+            for origin in old_origins.values():
+                origin.successor = None
+            for address in list(self._servers):
+                if address not in self.config.listen:
+                    self._servers.pop(address).close()
+            self.metrics.reloads.labels("rejected").inc()
+            return False
         self.config = config
         self.pipeline.runtime = runtime  # the swap: new exchanges see only the new config
         for service in old_runtime.services:

@@ -237,14 +237,24 @@ class Pipeline:
         payload = b""
         replayable = True
         body_length: int | None = 0
+        prefix = b""
         if ex.body is not None:
-            if head.content_length is not None and head.content_length <= REPLAY_LIMIT:
+            small = head.content_length is not None and head.content_length <= REPLAY_LIMIT
+            if small or head.chunked:
+                # Read small bodies whole before the first attempt: a failed attempt can be
+                # replayed, and a chunked body that turns out malformed never reaches the
+                # origin (G1). Larger ones stream after the part read here.
                 try:
-                    payload = await _read_all(ex.body)
+                    prefix, complete = await _read_prefix(ex.body, REPLAY_LIMIT)
                 except BodyError as error:
                     await self._answer(ex, error.status, Outcome.BAD_REQUEST, error.reason)
                     return None
-                body_length = len(payload)
+                if complete:
+                    payload, prefix = prefix, b""
+                    body_length = len(payload)
+                else:
+                    replayable = False
+                    body_length = head.content_length
             else:
                 replayable = False
                 body_length = head.content_length  # None: re-chunked by the edge
@@ -257,7 +267,7 @@ class Pipeline:
         request = build_head(
             head,
             headers=headers,
-            host=zone.host_header or _host_field(head),
+            host=zone.host_header or head.host,
             peer_ip=ex.conn.peer_ip,
             visitor_ip=ex.client_ip,
             peer_trusted=peer_trusted,
@@ -267,7 +277,7 @@ class Pipeline:
         )
         request = zone.with_origin_headers(request)
         request_time = time.time()
-        fetched = await self._fetch(ex, zone, request + payload, replayable)
+        fetched = await self._fetch(ex, zone, request + payload, replayable, prefix)
         cache = zone.cache
         if fetched is None:
             return None
@@ -326,7 +336,7 @@ class Pipeline:
                 writer.abort()  # a no-op once committed
 
     async def _fetch(
-        self, ex: Exchange, zone: ZoneRuntime, request: bytes, replayable: bool
+        self, ex: Exchange, zone: ZoneRuntime, request: bytes, replayable: bool, prefix: bytes = b""
     ) -> Fetched | OriginFailure | None:
         """A response head from an origin, with zero-downtime failover (spec §3): exactly one
         retry on another origin, only for failures where nothing reached the origin
@@ -341,7 +351,7 @@ class Pipeline:
             if picked is None:
                 break
             pool, origin = picked
-            result = await self._attempt(ex, zone, pool, origin, request, replayable)
+            result = await self._attempt(ex, zone, pool, origin, request, replayable, prefix)
             if not isinstance(result, OriginFailure):
                 return result
             failure = result
@@ -361,8 +371,10 @@ class Pipeline:
         origin: Origin,
         request: bytes,
         replayable: bool,
+        prefix: bytes = b"",
     ) -> Fetched | OriginFailure | None:
-        """One try at `origin`: a response head, a failure, or None if the edge answered."""
+        """One try at `origin`: a response head, a failure, or None if the edge answered.
+        A body that is not `replayable` streams after the head, `prefix` (already read) first."""
         timeouts = zone.timeouts
         attempt = Attempt(origin.address)
         ex.attempts.append(attempt)
@@ -382,7 +394,9 @@ class Pipeline:
             pump = None
             if not replayable:
                 assert ex.body is not None
-                pump = asyncio.create_task(_pump(ex.body, conn, ex.head.content_length))
+                pump = asyncio.create_task(
+                    _pump(ex.body, conn, ex.head.content_length, prefix)
+                )
                 pump.add_done_callback(_retrieve)
             response = await conn.read_head()
             if isinstance(response, OriginFailure):
@@ -568,7 +582,7 @@ class Pipeline:
         request = build_head(
             ex.head,
             headers=cache.fill_request_headers(lookup, ex.head.headers),
-            host=zone.host_header or _host_field(ex.head),
+            host=zone.host_header or ex.head.host,
             peer_ip=ex.conn.peer_ip,
             visitor_ip=ex.client_ip,
             peer_trusted=False,
@@ -707,26 +721,29 @@ def _as_get(head: RequestHead) -> RequestHead:
     return replace(head, method=b"GET") if head.method != b"GET" else head
 
 
-def _host_field(head: RequestHead) -> bytes:
-    value = header_value(head.headers, b"host")
-    return value if value is not None else head.host
-
-
-async def _read_all(body: Body) -> bytes:
+async def _read_prefix(body: Body, limit: int) -> tuple[bytes, bool]:
+    """The body's first bytes, up to about `limit`, and whether that was all of it."""
     parts = []
-    while True:
-        data = await body.read()
+    size = 0
+    while size <= limit:
+        data = await body.read_many()
         if not data:
-            return b"".join(parts)
+            return b"".join(parts), True
         parts.append(data)
+        size += len(data)
+    return b"".join(parts), False
 
 
-async def _pump(body: Body, upstream: OriginConnection, content_length: int | None) -> None:
+async def _pump(
+    body: Body, upstream: OriginConnection, content_length: int | None, prefix: bytes = b""
+) -> None:
     """Stream the client's body to the origin, re-chunking when its length is unknown (G2)."""
     chunked = content_length is None
     try:
+        if prefix:
+            upstream.write(chunk(prefix) if chunked else prefix)
         while True:
-            data = await body.read()
+            data = await body.read_many()
             if not data:
                 break
             upstream.write(chunk(data) if chunked else data)

@@ -134,7 +134,9 @@ def test_post_with_content_length_reaches_origin_with_that_length(
     assert seen.body == body
 
 
-def test_chunked_request_body_is_rechunked_by_the_edge(edge: Edge, origin: Origin) -> None:
+def test_small_chunked_request_body_reaches_the_origin_with_its_exact_length(
+    edge: Edge, origin: Origin
+) -> None:
     raw = build(
         "POST", "/echo", headers=[("Transfer-Encoding", "chunked")],
         body=chunked(b"hello ", b"chunked ", b"world"),
@@ -147,9 +149,26 @@ def test_chunked_request_body_is_rechunked_by_the_edge(edge: Edge, origin: Origi
     assert reply.status == 200
     assert reply.body == b"hello chunked world"
     seen = origin.requests[0]
+    assert seen.header("transfer-encoding") is None
+    assert seen.header("content-length") == "19"
+    assert seen.body == b"hello chunked world"
+
+
+def test_large_chunked_request_body_is_rechunked_by_the_edge(edge: Edge, origin: Origin) -> None:
+    pieces = [pattern_bytes(40 * 1024) for _ in range(4)]
+    raw = build(
+        "POST", "/echo", headers=[("Transfer-Encoding", "chunked")], body=chunked(*pieces)
+    )
+
+    with Client(edge.port) as client:
+        client.send(raw)
+        reply = client.read_reply()
+
+    assert reply.status == 200
+    assert reply.body == b"".join(pieces)
+    seen = origin.requests[0]
     assert seen.header("transfer-encoding") == "chunked"
     assert seen.header("content-length") is None
-    assert seen.body == b"hello chunked world"
 
 
 def test_body_larger_than_replay_buffer_streams_with_its_length(
@@ -294,7 +313,8 @@ def test_host_is_matched_case_insensitively_without_port_or_trailing_dot(
     reply = edge.get("/", host="SITE.Test.:8080")
 
     assert reply.status == 200
-    assert origin.requests[0].header("host") == "SITE.Test.:8080"
+    # The origin gets the canonical host the edge routed and keyed on (rule G6).
+    assert origin.requests[0].header("host") == "site.test"
 
 
 # -- connections ---------------------------------------------------------------------------

@@ -307,6 +307,23 @@ class Origin:
         elif route == "drop":
             writer.transport.abort()
             return False
+        elif route == "overflow":
+            # A response followed by bytes its framing does not cover: a whole second
+            # response, or (arg "partial") only the start of one.
+            extra = (
+                b"HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\n"
+                if arg == "partial"
+                else b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Injected: yes\r\n\r\nEVIL"
+            )
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + extra)
+            await writer.drain()
+        elif route == "switch":
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n"
+            )
+            await writer.drain()
+            return False
         elif route == "garbage":
             writer.write(b"THIS IS NOT HTTP\r\n\r\n")
             await writer.drain()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -107,7 +107,13 @@ class _CompiledRule:
 
 
 class ZoneCache:
-    def __init__(self, settings: CacheSettings, shared: SharedCache, clock: Clock = time.time):
+    def __init__(
+        self,
+        settings: CacheSettings,
+        shared: SharedCache,
+        clock: Clock = time.time,
+        lists: Mapping[str, Sequence[str | int]] | None = None,
+    ):
         self.settings = settings
         self.shared = shared
         self.store = shared.store
@@ -124,7 +130,7 @@ class ZoneCache:
         self._default_key = CacheKeyRule(
             query=QueryMode.NONE if settings.level == "simplified" else QueryMode.ALL
         )
-        self._rules = [_compile(rule) for rule in settings.rules]
+        self._rules = [_compile(rule, lists or {}) for rule in settings.rules]
 
     @property
     def default_key_rule(self) -> CacheKeyRule:
@@ -395,10 +401,12 @@ class ZoneCache:
         return removed
 
 
-def _compile(settings: CacheRuleSettings) -> _CompiledRule:
+def _compile(
+    settings: CacheRuleSettings, lists: Mapping[str, Sequence[str | int]]
+) -> _CompiledRule:
     expression = None
     if settings.when.expression is not None:
-        expression = compile_expression(settings.when.expression)
+        expression = compile_expression(settings.when.expression, lists)
     key_rule = None
     if settings.key is not None:
         key = settings.key

@@ -111,3 +111,18 @@ class Body:
             self._paused = False
             self._resume()
         return data
+
+    async def read_many(self) -> bytes:
+        """Everything buffered so far (waiting for at least one chunk), joined: a client that
+        sends one-byte chunks costs the origin side one write per batch, not per chunk."""
+        data = await self.read()
+        if not data or not self._chunks:
+            return data
+        parts = [data]
+        while self._chunks:
+            parts.append(self._chunks.popleft())
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self._resume()
+        return b"".join(parts)

@@ -19,6 +19,7 @@ from originguard.http.messages import Headers, RequestHead
 from originguard.http.wire import canonical_host, canonical_path, parse_decimal, split_target
 
 MAX_PIPELINED = 16
+MAX_FRAMING_BYTES = 64 * 1024  # chunk headers and extensions beyond a quarter of the body
 
 
 class ClientLimits(Protocol):
@@ -70,6 +71,8 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         self._head_fields = 0  # bytes of parsed target and fields of the current head
+        self._trailer_bytes = 0  # trailer fields of the current chunked body (dropped)
+        self._framing_bytes = 0  # body bytes on the wire that carried no data
         self._url = b""
         self._headers: Headers = []
         self._body: Body | None = None
@@ -97,7 +100,10 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
         self._registry.add(self)
-        self._idle()
+        # Until its first request arrives a connection gets the head deadline, not the long
+        # keep-alive one (nginx's client_header_timeout does the same).
+        self.deadline = self._loop.time() + self.limits.head_timeout
+        self._deadline_status = 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -120,9 +126,12 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self._rejected is not None:
             return
-        if self._body is None:
+        body = self._body
+        if body is None:
             # Between messages or inside a head: these bytes count against the head limit.
             self._head_bytes += len(data)
+        else:
+            received = body.received
         try:
             self._parser.feed_data(data)
         except Rejection as rejection:
@@ -145,6 +154,13 @@ class ClientConnection(asyncio.Protocol):
         if self._in_head and self._head_bytes > self.limits.max_head_size:
             self.reject(431, "request head too large")
             return
+        if body is not None and body is self._body:
+            # Bytes that carried no body data: chunk sizes and extensions. Bounded, so a
+            # client cannot stream endless extensions or one-byte chunks at no body cost.
+            self._framing_bytes += len(data) - (body.received - received)
+            if self._framing_bytes > MAX_FRAMING_BYTES + body.received // 4:
+                self.reject(400, "chunked framing overhead too large")
+                return
         if self._body is not None:
             self.deadline = self._loop.time() + self.limits.body_timeout
             self._deadline_status = 408
@@ -173,6 +189,8 @@ class ClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._head_fields = 0
+        self._trailer_bytes = 0
+        self._framing_bytes = 0
         if not self._active:
             self.deadline = self._loop.time() + self.limits.head_timeout
             self._deadline_status = 408
@@ -183,6 +201,13 @@ class ClientConnection(asyncio.Protocol):
             raise Rejection(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            # A trailer of a chunked body (RFC 9112 §7.1.2): never merged into the request's
+            # header fields, where rules and the origin would take it for a real header.
+            self._trailer_bytes += len(name) + len(value) + 4
+            if self._trailer_bytes > self.limits.max_head_size:
+                raise Rejection(431, "trailer section too large")
+            return
         headers = self._headers
         headers.append((name.lower(), value))
         if len(headers) > self.limits.max_header_count:

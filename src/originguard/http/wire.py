@@ -31,6 +31,7 @@ _HOST = re.compile(rb"[a-z0-9\-_.]{1,253}\Z")
 _IPV6_HOST = re.compile(rb"\[[0-9a-f:.]{2,45}\]\Z")
 _PORT = re.compile(rb"[0-9]{1,5}\Z")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+_MANY_SLASHES = re.compile(rb"/{2,}")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _TCHAR_ONLY = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
@@ -89,12 +90,13 @@ def canonical_host(raw: bytes) -> bytes | None:
         return host
     colon = host.rfind(b":")
     if colon >= 0:
-        if _PORT.match(host[colon + 1 :]) is None:
+        port = host[colon + 1 :]
+        if _PORT.match(port) is None or int(port) > 65535:
             return None
         host = host[:colon]
     if host.endswith(b"."):
         host = host[:-1]
-    if _HOST.match(host) is None:
+    if _HOST.match(host) is None or host.startswith(b".") or b".." in host:
         return None
     return host
 
@@ -132,7 +134,9 @@ def split_target(target: bytes) -> tuple[bytes, bytes, bytes] | None:
 
 def canonical_path(path: bytes) -> bytes | None:
     """One canonical path (security rule G6): unreserved escapes decoded, other escapes
-    upper-cased, dot segments removed (RFC 3986 §6.2.2, §5.2.4). None when malformed."""
+    upper-cased (RFC 3986 §6.2.2), backslashes turned into slashes and runs of slashes merged
+    (as Cloudflare's URL normalisation does), dot segments removed (§5.2.4). None when
+    malformed. The origin receives this path: routing, rules and the cache key saw it."""
     if b"%" in path:
         if b"%00" in path:
             return None
@@ -147,6 +151,10 @@ def canonical_path(path: bytes) -> bytes | None:
             else:
                 out.append(b"%" + piece[:2].upper() + piece[2:])
         path = b"".join(out)
+    if b"\\" in path:
+        path = path.replace(b"\\", b"/")
+    if b"//" in path:
+        path = _MANY_SLASHES.sub(b"/", path)
     if b"/." in path:
         path = _remove_dot_segments(path)
     return path

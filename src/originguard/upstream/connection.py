@@ -25,6 +25,10 @@ MAX_RESPONSE_HEADERS = 256
 _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.ENETDOWN}
 
 
+class _ExtraResponse(Exception):
+    """Raised inside the parser to stop at bytes that follow a complete response."""
+
+
 class OriginFailure:
     """Why an attempt failed, with whether any request byte may have reached the origin app."""
 
@@ -164,7 +168,8 @@ class OriginConnection(asyncio.Protocol):
             self.deadline = self._loop.time() + self.read_timeout
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as error:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
+            # HttpParserUpgrade: a 101 the edge never asked for (it forwards no Upgrade).
             self._valid = False
             self._fail(f"invalid response: {error}")
             self.close()
@@ -185,6 +190,11 @@ class OriginConnection(asyncio.Protocol):
     # -- httptools callbacks ------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._complete:
+            # Bytes after the end of the response: the origin sent more than it framed.
+            # Nothing of it may reach the client, and the connection is spent (rule G4).
+            self._valid = False
+            raise _ExtraResponse
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -213,7 +223,9 @@ class OriginConnection(asyncio.Protocol):
             if name == b"content-length":
                 content_length = parse_decimal(value)
             elif name == b"transfer-encoding":
-                chunked = True
+                # Only a final "chunked" frames the body; any other coding is read until
+                # the connection closes (RFC 9112 §6.3).
+                chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
         head = ResponseHead(
             status=status,
             headers=headers,

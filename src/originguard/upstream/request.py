@@ -26,6 +26,18 @@ _REGENERATED = frozenset(
         b"true-client-ip",
         b"x-original-url",
         b"x-rewrite-url",
+        b"x-original-host",
+        b"x-forwarded-server",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-ssl",
+        b"x-forwarded-scheme",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"cf-connecting-ip",
+        b"cf-connecting-ipv6",
+        b"fastly-client-ip",
+        b"front-end-https",
     }
 )
 VIA = b"1.1 originguard"
@@ -92,7 +104,9 @@ def build_head(
     xff = b", ".join([*incoming_xff, peer]) if incoming_xff else peer
     via = [value for name, value in head.headers if name == b"via"]
     via.append(VIA)
-    original_host = _original_host(head)
+    # The canonical host (G6): what routing, rules and the cache key saw, never the raw field
+    # (a port, upper case or a trailing dot there would let one client poison a cache entry).
+    original_host = head.host
     append(
         b"x-forwarded-for: %s\r\nx-forwarded-proto: %s\r\nx-forwarded-host: %s\r\n"
         b"via: %s\r\nog-connecting-ip: %s\r\nog-ray: %s\r\n"
@@ -113,10 +127,3 @@ def _origin_target(head: RequestHead) -> bytes:
     if head.path == b"*":
         return b"*"
     return head.uri
-
-
-def _original_host(head: RequestHead) -> bytes:
-    for name, value in head.headers:
-        if name == b"host":
-            return value
-    return head.host

@@ -1,0 +1,148 @@
+"""Attacks found by review, each held: the origin and other clients never see their effect."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from support.client import Client
+from support.edge import Edge, run_cli, site_config
+from support.origin import Origin
+
+LIMITS = {"head_timeout": "1s", "body_timeout": "2s"}
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[Origin]:
+    origin = Origin("a").start()
+    yield origin
+    origin.stop()
+
+
+@pytest.fixture(scope="module")
+def edge(module_edges, origin: Origin) -> Edge:
+    return module_edges(site_config(origin.address, limits=LIMITS))
+
+
+@pytest.fixture(autouse=True)
+def fresh_record(origin: Origin) -> None:
+    origin.forget()
+
+
+def test_a_host_with_port_case_or_dot_reaches_the_origin_canonical(
+    edge: Edge, origin: Origin
+) -> None:
+    for host in ("SITE.test:6666", "site.TEST.", "site.test"):
+        assert edge.get("/logo.png", host=host).status == 200
+    assert {r.header("host") for r in origin.requests} == {"site.test"}
+    assert {r.header("x-forwarded-host") for r in origin.requests} == {"site.test"}
+
+
+def test_bytes_after_a_complete_origin_response_never_reach_the_client(
+    edge: Edge, origin: Origin
+) -> None:
+    for target in ("/overflow", "/overflow/partial"):
+        with Client(edge.port) as client:
+            first = client.request("GET", target)
+            second = client.request("GET", "/after")
+        assert (first.status, first.body) == (200, b"hello")
+        assert first.header("x-injected") is None
+        assert second.status == 200 and second.body == b"a GET /after"
+        # The spoiled connection was not pooled: /after came on a new origin connection.
+        seen = {r.target: r.connection for r in origin.requests}
+        assert seen["/after"] != seen[target]
+        origin.forget()
+
+
+def test_a_101_from_the_origin_is_a_clean_520(edge: Edge, origin: Origin) -> None:
+    reply = edge.get("/switch")
+    assert reply.status == 520
+    assert "Traceback" not in edge.stderr()
+
+
+def test_trailer_fields_never_become_request_headers(edge: Edge, origin: Origin) -> None:
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\nx\r\n0\r\nCookie: role=admin\r\nAuthorization: Bearer forged\r\n\r\n"
+    )
+    with Client(edge.port) as client:
+        client.send(raw)
+        reply = client.read_reply()
+    assert reply.status == 200
+    seen = origin.requests[0]
+    assert seen.header("cookie") is None and seen.header("authorization") is None
+    assert seen.body == b"x"
+
+
+@pytest.mark.parametrize("bad_chunk", [b"0x5\r\nhello\r\n", b"5 \r\nhello\r\n", b"+5\r\nhello\r\n"])
+def test_a_malformed_chunked_body_never_reaches_the_origin(
+    edge: Edge, origin: Origin, bad_chunk: bytes
+) -> None:
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n" + bad_chunk + b"0\r\n\r\n"
+    )
+    with Client(edge.port) as client:
+        client.send(raw)
+        reply = client.read_reply()
+        assert reply.status == 400
+        assert client.is_closed()
+    assert origin.requests == []
+
+
+def test_endless_chunk_extensions_are_refused(edge: Edge, origin: Origin) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+    with Client(edge.port) as client:
+        client.send(head + b"1;" + b"x" * (256 * 1024) + b"\r\na\r\n0\r\n\r\n")
+        reply = client.read_reply()
+    assert reply.status in (400, 431)
+    assert origin.requests == []
+
+
+def test_other_proxies_identity_headers_are_not_forwarded(edge: Edge, origin: Origin) -> None:
+    spoofed = [
+        "CF-Connecting-IP", "X-Client-IP", "X-Cluster-Client-IP", "Fastly-Client-IP",
+        "X-Original-Host", "X-Forwarded-Server", "X-Forwarded-Port", "X-Forwarded-Prefix",
+        "X-Forwarded-Ssl", "Front-End-Https", "X-Forwarded-Scheme",
+    ]
+    edge.get("/", headers=[(name, "6.6.6.6") for name in spoofed])
+    seen = origin.requests[0]
+    assert [name for name in spoofed if seen.header(name.lower()) is not None] == []
+
+
+def test_repeated_slashes_and_backslashes_are_one_canonical_path(
+    edge: Edge, origin: Origin
+) -> None:
+    edge.get("//admin\\panel")
+    assert origin.requests[0].target == "/admin/panel"
+
+
+def test_a_connection_that_never_sends_a_byte_is_closed_after_the_head_timeout(
+    edge: Edge,
+) -> None:
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as sock:
+        started = time.monotonic()
+        data = sock.recv(1024)  # the edge closes (possibly after a 408) well before 5 s
+        assert time.monotonic() - started < 4
+        assert data == b"" or data.startswith(b"HTTP/1.1 408")
+
+
+def test_check_refuses_a_cache_rule_with_a_bad_expression(tmp_path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "zones:\n"
+        "  - name: a\n"
+        "    hostnames: [a.test]\n"
+        "    pools: [{name: m, origins: [{address: '127.0.0.1:1'}]}]\n"
+        "    cache:\n"
+        "      rules:\n"
+        "        - name: pages\n"
+        "          when: {expression: 'http.request.uri.path eq '}\n"
+        "          cache: true\n"
+    )
+    result = run_cli("check", "-c", str(config))
+    assert result.returncode == 1
+    assert f"{config}:8: zones.0.cache.rules.0.when.expression: rule \"pages\"" in result.stderr
+    assert "^" in result.stderr
