@@ -38,11 +38,6 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
-from originguard.cache.settings import (
-    CacheSettings,
-    CacheStoreSettings,
-    check_cache_expressions,
-)
 from originguard.health.settings import HealthSettings, LoadBalancerSettings
 from originguard.protect.settings import SecuritySettings, check_expressions
 from originguard.protect.waiting_room.section import (
@@ -50,6 +45,7 @@ from originguard.protect.waiting_room.section import (
     ZoneWaitingRooms,
     check_room_expressions,
 )
+from originguard.cache.settings import CacheSettings, CacheStoreSettings
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -800,11 +796,6 @@ class Config(Section):
             "integers. See docs/rules.md."
         ),
     )
-
-    @model_validator(mode="after")
-    def _cache_expressions_compile(self) -> Config:
-        check_cache_expressions([zone.cache for zone in self.zones], self.lists)
-        return self
 
     @model_validator(mode="after")
     def _rules_compile(self) -> Config:
