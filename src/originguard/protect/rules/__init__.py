@@ -8,7 +8,9 @@
 
 Pipeline: ``lexer`` (tokens) → ``syntax`` (tree with character spans) → ``compiler`` (type
 check, closures). ``schema`` lists the fields, ``functions`` the functions, ``matchers`` the
-compiled sets, wildcards and RE2 regexes, ``view`` the request as rules see it.
+compiled sets, wildcards and RE2 regexes, ``view`` the request as rules see it. ``printer``
+gives a tree's canonical text (``parse(format_expression(tree)) == tree``); ``program``
+compiles an ordered rule set into one generated function that agrees with the closures.
 
 Decisions where Cloudflare leaves room or where we differ:
 - Strings are ``str`` decoded latin-1 from the wire (one character per byte).
