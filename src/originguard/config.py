@@ -38,6 +38,11 @@ from pydantic import (
 )
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
+from originguard.cache.settings import (
+    CacheSettings,
+    CacheStoreSettings,
+    check_cache_expressions,
+)
 from originguard.health.settings import HealthSettings, LoadBalancerSettings
 from originguard.protect.settings import SecuritySettings, check_expressions
 from originguard.protect.waiting_room.section import (
@@ -45,7 +50,6 @@ from originguard.protect.waiting_room.section import (
     ZoneWaitingRooms,
     check_room_expressions,
 )
-from originguard.cache.settings import CacheSettings, CacheStoreSettings
 from originguard.units import Count, Decimal, Duration, Size, TypeLabel
 
 __all__ = [
@@ -656,8 +660,9 @@ class Zone(Section):
     hostnames: tuple[ZoneHostname, ...] = Field(
         min_length=1,
         description=(
-            "Host names the zone serves: exact names (`www.example.com`) or a wildcard over "
-            "one leading label (`*.example.com`). Lower-cased; no ports or IP addresses."
+            "Host names the zone serves: exact names (`www.example.com`) or a leading "
+            "wildcard (`*.example.com`, matching names at any depth below `example.com`, the "
+            "most specific wildcard winning). Lower-cased; no ports or IP addresses."
         ),
     )
     host_header: str | None = Field(
@@ -796,6 +801,11 @@ class Config(Section):
             "integers. See docs/rules.md."
         ),
     )
+
+    @model_validator(mode="after")
+    def _cache_expressions_compile(self) -> Config:
+        check_cache_expressions([zone.cache for zone in self.zones], self.lists)
+        return self
 
     @model_validator(mode="after")
     def _rules_compile(self) -> Config:
