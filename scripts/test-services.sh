@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite talks to, when they are missing.
+# Installs the Debian packages the test suite talks to, when they are missing: nginx (a real
+# TLS origin, the benchmark peer), redis-server (shared state), chromium (pages in a browser).
 # Tests start their own servers on ephemeral loopback ports.
 set -euo pipefail
 need=()
-for pkg_bin in "redis-server:redis-server" "nginx:nginx"; do
+for pkg_bin in "redis-server:redis-server" "nginx:nginx" "chromium:chromium"; do
   pkg=${pkg_bin%%:*}; bin=${pkg_bin##*:}
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || need+=("$pkg")
 done
