@@ -352,6 +352,14 @@ class Limits(Section):
         ge=0,
         description="On graceful shutdown, how long in-flight exchanges may take to finish.",
     )
+    max_connections: Count = Field(
+        default=8192,
+        ge=1,
+        description=(
+            "Most client connections open at once; past it new connections are closed at "
+            "once (keep it well under the process's file-descriptor limit)."
+        ),
+    )
 
 
 class AccessLog(Section):

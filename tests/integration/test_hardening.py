@@ -146,3 +146,23 @@ def test_check_refuses_a_cache_rule_with_a_bad_expression(tmp_path) -> None:
     assert result.returncode == 1
     assert f"{config}:8: zones.0.cache.rules.0.when.expression: rule \"pages\"" in result.stderr
     assert "^" in result.stderr
+
+
+def test_connections_past_the_cap_are_closed_at_once(start_edge, origin: Origin) -> None:
+    edge = start_edge(site_config(origin.address, limits={"max_connections": 2}))
+    held = [socket.create_connection(("127.0.0.1", edge.port), timeout=5) for _ in range(2)]
+    with socket.create_connection(("127.0.0.1", edge.port), timeout=5) as extra:
+        started = time.monotonic()
+        assert extra.recv(1024) == b""  # the third is closed without a byte read
+        assert time.monotonic() - started < 2
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # once the others are gone, connections are served
+        try:
+            if edge.get("/").status == 200:
+                break
+        except Exception:
+            time.sleep(0.05)
+    else:
+        raise AssertionError("the edge did not serve again after connections closed")

@@ -31,6 +31,7 @@ class ClientLimits(Protocol):
     body_timeout: float
     send_timeout: float
     keepalive_timeout: float
+    max_connections: int
 
 
 class Rejection(Exception):
@@ -99,6 +100,12 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else ""
+        if len(self._registry.connections) >= self.limits.max_connections:
+            # Over the connection cap (rule G7): refuse before reading a byte.
+            self.closed = True
+            self._registry.refused_total += 1
+            transport.abort()
+            return
         self._registry.add(self)
         # Until its first request arrives a connection gets the head deadline, not the long
         # keep-alive one (nginx's client_header_timeout does the same).
@@ -491,6 +498,7 @@ class ConnectionRegistry:
     def __init__(self) -> None:
         self.connections: set[ClientConnection] = set()
         self.accepted_total = 0
+        self.refused_total = 0  # over limits.max_connections
 
     def add(self, conn: ClientConnection) -> None:
         self.connections.add(conn)
