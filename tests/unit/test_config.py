@@ -74,7 +74,7 @@ def test_unknown_key_error_names_file_line_path_and_the_keys_that_exist() -> Non
     assert errors_of(text) == [
         "edge.yaml:10: limits.max_bodysize: unknown key (expected one of: max_head_size, "
         "max_header_count, max_url_size, max_body_size, head_timeout, body_timeout, "
-        "send_timeout, keepalive_timeout, drain_timeout)"
+        "send_timeout, keepalive_timeout, drain_timeout, max_connections)"
     ]
 
 
