@@ -74,6 +74,7 @@ class ClientConnection(asyncio.Protocol):
         self._head_fields = 0  # bytes of parsed target and fields of the current head
         self._trailer_bytes = 0  # trailer fields of the current chunked body (dropped)
         self._framing_bytes = 0  # body bytes on the wire that carried no data
+        self._last_head_size = 0
         self._url = b""
         self._headers: Headers = []
         self._body: Body | None = None
@@ -133,12 +134,13 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed or self._rejected is not None:
             return
-        body = self._body
-        if body is None:
+        body_before = self._body
+        if body_before is None:
             # Between messages or inside a head: these bytes count against the head limit.
             self._head_bytes += len(data)
+            received_before = 0
         else:
-            received = body.received
+            received_before = body_before.received
         try:
             self._parser.feed_data(data)
         except Rejection as rejection:
@@ -161,10 +163,15 @@ class ClientConnection(asyncio.Protocol):
         if self._in_head and self._head_bytes > self.limits.max_head_size:
             self.reject(431, "request head too large")
             return
-        if body is not None and body is self._body:
+        body = self._body
+        if body is not None:
             # Bytes that carried no body data: chunk sizes and extensions. Bounded, so a
             # client cannot stream endless extensions or one-byte chunks at no body cost.
-            self._framing_bytes += len(data) - (body.received - received)
+            if body is body_before:
+                framing = len(data) - (body.received - received_before)
+            else:  # the head ended inside this read
+                framing = len(data) - body.received - self._last_head_size
+            self._framing_bytes += max(0, framing)
             if self._framing_bytes > MAX_FRAMING_BYTES + body.received // 4:
                 self.reject(400, "chunked framing overhead too large")
                 return
@@ -226,6 +233,8 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # Request line and fields as received, give or take optional whitespace.
+        self._last_head_size = self._head_fields + len(self._url) + 32
         self._head_bytes = 0
         head = self._build_head()
         body: Body | None = None
