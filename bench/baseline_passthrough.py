@@ -42,8 +42,9 @@ class Upstream(asyncio.Protocol):
         self.head.append(body)
 
     def on_message_complete(self) -> None:
-        assert self.client.transport is not None
-        self.client.transport.write(b"".join(self.head))
+        transport = self.client.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"".join(self.head))
 
 
 class Downstream(asyncio.Protocol):
@@ -65,6 +66,10 @@ class Downstream(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None and self.upstream.transport is not None:
+            self.upstream.transport.close()
 
     def on_url(self, url: bytes) -> None:
         self.url = url
