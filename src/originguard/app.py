@@ -77,8 +77,8 @@ class Edge:
         self.connections = ConnectionRegistry()
         self.pipeline: Pipeline | None = None
         self.loaded_at = time.time()
-        self._servers: dict[ListenAddress, asyncio.AbstractServer] = {}
-        self._tls_servers: dict[ListenAddress, asyncio.AbstractServer] = {}
+        self._servers: dict[ListenAddress, asyncio.Server] = {}
+        self._tls_servers: dict[ListenAddress, asyncio.Server] = {}
         self._tls: EdgeTlsListener | None = None
         self._admin: AdminServer | None = None
         self._sweeper: asyncio.Task[None] | None = None

@@ -416,7 +416,7 @@ class Pipeline:
                 origin.in_flight -= 1
                 return self._failed(ex, zone, pool, attempt, response, started)
             break
-        assert isinstance(response, ResponseHead)
+        assert isinstance(response, ResponseHead) and isinstance(conn, OriginConnection)
         conn.counted = True
         attempt.status = response.status
         attempt.seconds = ex.upstream_seconds = self._loop.time() - started
@@ -492,7 +492,8 @@ class Pipeline:
         chunked = framing == b"chunked"
         # The head and whatever body already arrived leave in one write (one syscall).
         response_head = status_line(status) + serialize_headers(headers)
-        pending: list[bytes] | None = [response_head + _tail(ex.ray, keep_alive, head.version)]
+        first_write = [response_head + _tail(ex.ray, keep_alive, head.version)]
+        pending: list[bytes] | None = first_write
 
         def sink(data: bytes) -> None:
             nonlocal writer
@@ -509,10 +510,10 @@ class Pipeline:
 
         done = upstream.stream_body(sink)
         finished_early = done.done() and done.result()
-        if finished_early and chunked:
-            pending.append(LAST_CHUNK)
-        client.write(b"".join(pending))
         pending = None
+        if finished_early and chunked:
+            first_write.append(LAST_CHUNK)
+        client.write(b"".join(first_write))
         if client.write_paused:
             upstream.pause_reading()
         client.on_writable = upstream.resume_reading
@@ -723,7 +724,7 @@ def _as_get(head: RequestHead) -> RequestHead:
 
 async def _read_prefix(body: Body, limit: int) -> tuple[bytes, bool]:
     """The body's first bytes, up to about `limit`, and whether that was all of it."""
-    parts = []
+    parts: list[bytes] = []
     size = 0
     while size <= limit:
         data = await body.read_many()

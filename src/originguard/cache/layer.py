@@ -376,7 +376,9 @@ class ZoneCache:
     def dynamic_headers(self, headers: Headers) -> None:
         headers += _DYNAMIC_HEADERS
 
-    def client_headers(self, lookup: Lookup, headers: Headers, status: CacheStatus, stored: bool):
+    def client_headers(
+        self, lookup: Lookup, headers: Headers, status: CacheStatus, stored: bool
+    ) -> None:
         """Finish the headers of a response passed through from the origin."""
         self._browser_ttl(lookup, headers)
         headers += self.status_headers(status, stored=stored)

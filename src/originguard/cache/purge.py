@@ -55,10 +55,10 @@ def parse_request(document: Mapping[str, Any], limit: int) -> PurgeRequest:
         _, host, path, _ = _url(prefix if "://" in prefix else "http://" + prefix)
         prefixes.append((host, path))
     hosts = []
-    for host in lists["hosts"]:
-        canonical = canonical_host(host.encode("ascii", "replace"))
+    for name in lists["hosts"]:
+        canonical = canonical_host(name.encode("ascii", "replace"))
         if canonical is None:
-            raise PurgeError(f"host {host!r} is not a host name")
+            raise PurgeError(f"host {name!r} is not a host name")
         hosts.append(canonical)
     tags = []
     for tag in lists["tags"]:

@@ -105,7 +105,7 @@ class ClientConnection(asyncio.Protocol):
             # Over the connection cap (rule G7): refuse before reading a byte.
             self.closed = True
             self._registry.refused_total += 1
-            transport.abort()
+            transport.abort()  # type: ignore[attr-defined]  # a TCP transport
             return
         self._registry.add(self)
         # Until its first request arrives a connection gets the head deadline, not the long

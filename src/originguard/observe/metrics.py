@@ -25,7 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-disable_created_metrics()  # the _created series double the scrape for no use here
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the _created series double the scrape for no use here
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -216,8 +216,8 @@ class _RequestCollector(Collector):
             "Attempts at origins, by zone, pool, origin and result (ok or the failure kind).",
             labels=["zone", "pool", "origin", "result"],
         )
-        for labels, value in list(m.origin_attempts.items()):
-            attempts.add_metric(list(labels), value)
+        for attempt_labels, value in list(m.origin_attempts.items()):
+            attempts.add_metric(list(attempt_labels), value)
         yield attempts
         yield _histogram(
             "og_request_duration_seconds",
