@@ -100,7 +100,9 @@ class Edge:
                 out.append((host, port))
         return out
 
-    async def start(self) -> None:
+    async def start(self, signals: bool = False) -> None:
+        """Listen and serve. With `signals`, SIGHUP/SIGTERM/SIGINT are handled from before the
+        "listening" line is logged, so a supervisor that waits for it can signal at once."""
         self.access_log.open()
         runtime = build_runtime(self.config, self.metrics)
         self.pipeline = Pipeline(runtime, self.metrics, self.access_log)
@@ -116,6 +118,8 @@ class Edge:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
+        if signals:
+            self.install_signals()
         if self._tls_servers:
             tls_bound = [s.getsockname()[:2] for v in self._tls_servers.values() for s in v.sockets]
             log.info("originguard TLS listening on %s", ", ".join(f"{h}:{p}" for h, p in tls_bound))
@@ -312,7 +316,6 @@ class Edge:
 
 async def serve(config: Config, config_path: str | Path | None) -> int:
     edge = Edge(config, config_path)
-    await edge.start()
-    edge.install_signals()
+    await edge.start(signals=True)
     await edge.wait_stopped()
     return 0

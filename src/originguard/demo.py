@@ -81,8 +81,7 @@ async def run_demo(edge_port: int = 8080, admin_port: int = 9090) -> int:
             "<demo>",
         )
         edge = Edge(config)
-        await edge.start()
-        edge.install_signals()
+        await edge.start(signals=True)
         host, port = edge.bound[0]
         admin = edge._admin.address if edge._admin else "?"
         print(_instructions(f"http://localhost:{port}", admin, origins, ports), flush=True)
