@@ -18,6 +18,12 @@ admin:
 node_id: demo
 access_log:
   path: "-"
+health:
+  monitors:
+    demo:
+      type: http
+      interval: 2s
+      timeout: 1s
 zones:
   - name: demo
     hostnames: [localhost, demo.localhost, "*.demo.localhost"]
@@ -30,6 +36,8 @@ zones:
         origins:
           - address: "127.0.0.1:{port_a}"
           - address: "127.0.0.1:{port_b}"
+    load_balancer:
+      pools: [{{name: main, monitor: demo}}]
 """
 
 
@@ -112,6 +120,7 @@ Try, in another terminal:
   for i in 1 2 3 4; do curl -s {edge}/ | head -1; done
   kill {origins["a"].pid}                         # stop origin a ...
   for i in 1 2 3 4; do curl -s {edge}/ | head -1; done    # ... every request still answered, by b
+  curl -s http://{admin}/health                      # within ~2 s the health check marks a down
   kill {origins["b"].pid}                         # stop b too: the edge answers a clean 521 page
   curl -i {edge}/
   curl -s http://{admin}/metrics | grep og_          # requests, origin attempts, failovers
