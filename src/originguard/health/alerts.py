@@ -65,13 +65,22 @@ class Window:
         self._bucket = bucket
         self._span = span
         self._slots: deque[tuple[int, list[int]]] = deque()
+        self._newest = -1  # index of the newest bucket, whose counts are `_newest_counts`
+        self._newest_counts: list[int] = []
 
     def add(self, now: float, status: int) -> None:
-        counts = self._slot(math.floor(now / self._bucket))
+        index = math.floor(now / self._bucket)
+        if index == self._newest:
+            # Every request in the same bucket: no search, and nothing can have expired.
+            counts = self._newest_counts
+        else:
+            counts = self._slot(index)
+            self._expire(now)
+            if index > self._newest:
+                self._newest, self._newest_counts = index, counts
         counts[0] += 1
         counts[1] += 500 <= status <= 599
         counts[2] += status == 521
-        self._expire(now)
 
     def _slot(self, index: int) -> list[int]:
         # responses finish slightly out of order: search back from the newest bucket

@@ -122,7 +122,8 @@ class OriginConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.read_timeout = 120.0
         self._received = 0
-        self._head_size = 0
+        self._head_size = 0  # bytes of the response head read before the read that ends it
+        self._read_size = 0  # size of the read being parsed
         self._headers: Headers = []
         self._head_request = False
         self._head: asyncio.Future[ResponseHead | OriginFailure] | None = None
@@ -164,8 +165,10 @@ class OriginConnection(asyncio.Protocol):
             self._valid = False
             self.close()
             return
-        if self._head.done():
+        head_done = self._head.done()
+        if head_done:
             self.deadline = self._loop.time() + self.read_timeout
+        self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
@@ -174,9 +177,13 @@ class OriginConnection(asyncio.Protocol):
             self._fail(f"invalid response: {error}")
             self.close()
             return
-        if self._head_size > MAX_RESPONSE_HEAD and not self._head.done():
-            self._fail("response head too large")
-            self.close()
+        if not head_done and not self._head.done():
+            # Still inside the head: every byte so far belongs to it (spec §2.2: over 128 KB
+            # of response head is a 520).
+            self._head_size += len(data)
+            if self._head_size > MAX_RESPONSE_HEAD:
+                self._fail("response head too large")
+                self.close()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -198,10 +205,9 @@ class OriginConnection(asyncio.Protocol):
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_size += len(name) + len(value) + 4
+        # Called once per field of every response: kept to one statement. Sizes and counts
+        # are checked when the head is complete (and on raw bytes while it is not).
         self._headers.append((name.lower(), value))
-        if len(self._headers) > MAX_RESPONSE_HEADERS:
-            self._head_size = MAX_RESPONSE_HEAD + 1
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -209,14 +215,18 @@ class OriginConnection(asyncio.Protocol):
         if 100 <= status < 200:
             # 1xx interim responses (100, 103) are not passed on; the final response follows.
             return
-        if self._head_size > MAX_RESPONSE_HEAD:
-            # Checked here as well as in data_received: a head that arrives in one read is
-            # already complete when data_received could look at its size.
+        headers = self._headers
+        if len(headers) > MAX_RESPONSE_HEADERS or (
+            self._head_size + self._read_size > MAX_RESPONSE_HEAD
+            and sum(len(n) + len(v) + 4 for n, v in headers) > MAX_RESPONSE_HEAD
+        ):
+            # A head that arrives in one read is complete before data_received can look at
+            # its size, so it is measured here (only when the read was large enough to hold
+            # a head over the limit).
             self._valid = False
             self._fail("response head too large")
             self.close()
             return
-        headers = self._headers
         content_length = None
         chunked = False
         for name, value in headers:
