@@ -35,9 +35,9 @@ echo $! > "$WORK/origin-shell.pid"
 # The client addresses the edge as http://localhost:PORT, so the zone owns "localhost"
 # (zones match names, not addresses). Every path is eligible and the origin's freshness wins.
 # Two product defaults are turned off so the suite measures RFC 9111 rather than them:
-# `edge_ttl: 0s` replaces the spec §8.2 default TTLs for responses without freshness (the
-# Last-Modified heuristic still applies; with a validator they are stored to be revalidated,
-# without one not at all), and strong ETags are passed unchanged instead of weakened.
+# `default_ttls: false` drops the spec §8.2 default TTLs for responses without freshness (the
+# Last-Modified heuristic applies; otherwise, with a validator they are stored to be
+# revalidated, without one not at all), and strong ETags are passed unchanged, not weakened.
 cat > "$WORK/originguard.yaml" <<YAML
 listen: "127.0.0.1:$OG"
 admin:
@@ -54,12 +54,12 @@ zones:
         origins:
           - address: "127.0.0.1:$ORIGIN"
     cache:
+      default_ttls: false
       rules:
         - name: everything
           when: {path_prefix: [/]}
           cache: true
           edge_ttl_mode: respect_origin
-          edge_ttl: 0s
           respect_strong_etags: true
 YAML
 .venv/bin/originguard serve -c "$WORK/originguard.yaml" --log-level warning 2> "$WORK/og.err" &

@@ -4,6 +4,7 @@ that names how many requests the origin had seen, so a HIT shows an old count.""
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import threading
@@ -283,3 +284,26 @@ def test_vary_star_is_never_stored_and_accept_encoding_variants_are_normalised(
     assert same_bucket.header("og-cache-status") == "HIT"
     other = edge.get(varied, headers=[("Accept-Encoding", "identity")])
     assert other.header("og-cache-status") == "MISS"
+
+
+def test_a_just_modified_file_without_cache_control_gets_the_default_ttl(
+    start_edge, origin_a
+) -> None:
+    # Spec §8.1: no freshness headers ⇒ the default TTL by status (2 h for a 200), not the
+    # RFC 9111 heuristic, which would make a file modified a second ago stale at once.
+    just_now = email.utils.formatdate(time.time() - 1, usegmt=True)
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("deployed.js", f"Last-Modified:{just_now}", 'ETag:"d1"')
+    assert edge.get(target).header("og-cache-status") == "MISS"
+    hit = edge.get(target)
+    assert hit.header("og-cache-status") == "HIT"
+    assert seen(origin_a, "deployed.js") == 1
+
+
+def test_with_default_ttls_off_only_the_heuristic_applies(start_edge, origin_a) -> None:
+    # Modified in the second the response is dated: the heuristic gives no freshness at all.
+    now = email.utils.formatdate(time.time(), usegmt=True)
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"default_ttls": False}}))
+    target = cacheable("heuristic.js", f"Date:{now}", f"Last-Modified:{now}", 'ETag:"h1"')
+    edge.get(target)
+    assert edge.get(target).header("og-cache-status") == "REVALIDATED"

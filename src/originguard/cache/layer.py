@@ -125,6 +125,7 @@ class ZoneCache:
             always_online=settings.always_online,
             respect_strong_etags=settings.respect_strong_etags,
             cache_deception_armor=settings.cache_deception_armor,
+            default_ttls=settings.default_ttls,
             max_object_size=shared.max_object_size(settings),
         )
         self._default_key = CacheKeyRule(

@@ -146,6 +146,7 @@ class CacheRule:
     cache_deception_armor: bool = False
     max_object_size: int = 512 * 1024 * 1024
     heuristic_cap: int = 86400  # upper bound of the 10% Last-Modified heuristic
+    default_ttls: bool = True  # spec §8.2 TTLs by status when the origin gives no freshness
 
     def status_ttl(self, status: int) -> int | None:
         """The status-code TTL for `status`; a 304 without its own inherits the 200's."""
@@ -420,17 +421,25 @@ def freshness_lifetime(
 def _fallback_lifetime(
     status: int, cc: CacheControl, resp_headers: Headers, rule: CacheRule, response_time: float
 ) -> float | None:
-    """Lifetime when the origin gave none: heuristic, then defaults; None = not cacheable."""
+    """Lifetime when the origin gave none; None = not cacheable. A rule's default TTL first;
+    then the edge's default TTL for the status (spec §8.1: "no freshness headers ⇒ default
+    TTL by status"), unless `default_ttls` is off; then the RFC 9111 §4.2.2 heuristic (10% of
+    the time since Last-Modified, capped) for heuristically cacheable statuses."""
+    if rule.edge_ttl is not None:
+        return float(rule.edge_ttl)
+    if rule.default_ttls:
+        ttl = DEFAULT_TTLS.get(status)
+        if ttl is not None:
+            return float(ttl)
     if status in HEURISTIC_STATUSES or cc.public:
         modified = date_field(resp_headers, b"last-modified")
         date = date_field(resp_headers, b"date")
         date = response_time if date is None else date
         if modified is not None and date > modified:
             return min(0.1 * (date - modified), float(rule.heuristic_cap))
-    if rule.edge_ttl is not None:
-        return float(rule.edge_ttl)
-    ttl = DEFAULT_TTLS.get(status)
-    return None if ttl is None else float(ttl)
+    # RFC 9111 alone (default TTLs off): storable, but stale at once, so it is kept only to
+    # be revalidated (and only when it has a validator, see storability()).
+    return None if rule.default_ttls else 0.0
 
 
 def initial_age(resp_headers: Headers, request_time: float, response_time: float) -> float:

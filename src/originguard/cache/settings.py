@@ -142,6 +142,14 @@ class CacheSettings(_Section):
         default=False,
         description="Cache a static-extension path only if its Content-Type matches.",
     )
+    default_ttls: bool = Field(
+        default=True,
+        description=(
+            "When the origin sends no Cache-Control or Expires, cache 200/206/301 for 2 h, "
+            "302/303 for 20 min, 404/410 for 3 min (Cloudflare's defaults). Off: only the "
+            "RFC 9111 heuristic (10% of the time since Last-Modified) applies."
+        ),
+    )
     max_object_size: Size = Field(default=64 * 1024 * 1024, description="Largest cached body.")
     lock_timeout: Duration = Field(
         default=5.0,
