@@ -15,45 +15,13 @@ import asyncio
 import bisect
 import collections
 import itertools
-import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchkit import CountingOrigin, edge_in_front_of
+
 CONNECTIONS = 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class CountingOrigin:
-    def __init__(self) -> None:
-        self.requests = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                self.requests += 1
-                body = b"x" * 2048
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/css\r\n"
-                    b"cache-control: max-age=3600\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # the edge closed the connection, or the bench is over
-        finally:
-            writer.close()
 
 
 def zipf_mix(objects: int, requests: int, s: float, seed: int = 1) -> list[int]:
@@ -87,48 +55,15 @@ async def client(port: int, work: collections.deque[int], statuses: collections.
         writer.close()
 
 
-async def wait_listening(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
-
-
 async def main(objects: int, requests: int, s: float) -> None:
-    origin = CountingOrigin()
-    origin_port, edge_port, admin_port = free_port(), free_port(), free_port()
-    server = await asyncio.start_server(origin.handle, "127.0.0.1", origin_port)
-    work_dir = Path(tempfile.mkdtemp(prefix="og-offload."))
-    config = work_dir / "originguard.yaml"
-    config.write_text(
-        f'listen: "127.0.0.1:{edge_port}"\n'
-        f'admin:\n  listen: "127.0.0.1:{admin_port}"\n'
-        "access_log:\n  enabled: false\n"
-        "cache:\n  memory: 256MB\n"
-        "zones:\n  - name: bench\n    hostnames: [bench.local]\n    pools:\n"
-        f'      - name: main\n        origins:\n          - address: "127.0.0.1:{origin_port}"\n'
-    )
-    edge = subprocess.Popen(
-        [str(ROOT / ".venv/bin/originguard"), "serve", "-c", str(config), "--log-level", "warning"],
-        env=os.environ.copy(),
-    )
     mix = zipf_mix(objects, requests, s)
     statuses: collections.Counter[str] = collections.Counter()
-    try:
-        await wait_listening(edge_port)
+    origin = CountingOrigin(body_size=2048)
+    async with edge_in_front_of(origin, "cache:\n  memory: 256MB\n") as bench:
         work = collections.deque(mix)
         began = time.monotonic()
-        await asyncio.gather(*(client(edge_port, work, statuses) for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(client(bench.edge_port, work, statuses) for _ in range(CONNECTIONS)))
         elapsed = time.monotonic() - began
-    finally:
-        edge.terminate()
-        edge.wait(10)
-        server.close()
     hits = statuses["HIT"]
     print(f"{requests} requests, Zipf s={s} over {objects} objects ({len(set(mix))} requested)")
     print(f"cache statuses: {dict(statuses)}   ({requests / elapsed:.0f} req/s)")

@@ -12,48 +12,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import os
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchkit import CountingOrigin, edge_in_front_of
+
 HOST = b"bench.local"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class CountingOrigin:
-    """An origin that answers every request after `delay` seconds and counts them."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.requests = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                await reader.readuntil(b"\r\n\r\n")
-                self.requests += 1
-                await asyncio.sleep(self.delay)
-                body = b"x" * 1024
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: text/css\r\n"
-                    b"cache-control: max-age=3600\r\ncontent-length: %d\r\n\r\n%s"
-                    % (len(body), body)
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass  # the client left, or the bench is over
-        finally:
-            writer.close()
 
 
 async def fetch(port: int, target: bytes, start: asyncio.Event) -> tuple[int, str]:
@@ -72,50 +36,19 @@ async def fetch(port: int, target: bytes, start: asyncio.Event) -> tuple[int, st
     return status, cache
 
 
-async def wait_listening(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
-
-
 async def main(requests: int, delay: float) -> int:
     origin = CountingOrigin(delay)
-    origin_port, edge_port, admin_port = free_port(), free_port(), free_port()
-    server = await asyncio.start_server(origin.handle, "127.0.0.1", origin_port, backlog=1024)
-    work = Path(tempfile.mkdtemp(prefix="og-herd."))
-    config = work / "originguard.yaml"
-    config.write_text(
-        f'listen: "127.0.0.1:{edge_port}"\n'
-        f'admin:\n  listen: "127.0.0.1:{admin_port}"\n'
-        "access_log:\n  enabled: false\n"
-        "zones:\n  - name: bench\n    hostnames: [bench.local]\n    pools:\n"
-        f'      - name: main\n        origins:\n          - address: "127.0.0.1:{origin_port}"\n'
-    )
-    edge = subprocess.Popen(
-        [str(ROOT / ".venv/bin/originguard"), "serve", "-c", str(config), "--log-level", "warning"],
-        env=os.environ.copy(),
-    )
-    try:
-        await wait_listening(edge_port)
+    async with edge_in_front_of(origin) as bench:
         start = asyncio.Event()
         tasks = [
-            asyncio.create_task(fetch(edge_port, b"/cold/herd.css", start)) for _ in range(requests)
+            asyncio.create_task(fetch(bench.edge_port, b"/cold/herd.css", start))
+            for _ in range(requests)
         ]
         await asyncio.sleep(0.5)  # every connection open before the first request leaves
         began = time.monotonic()
         start.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed = time.monotonic() - began
-    finally:
-        edge.terminate()
-        edge.wait(10)
-        server.close()
     answers = collections.Counter(
         ("error", type(r).__name__) if isinstance(r, BaseException) else r for r in results
     )
