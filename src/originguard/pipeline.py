@@ -194,7 +194,9 @@ class Pipeline:
         for request_filter in runtime.request_filters:
             response = await request_filter.on_request(ex)
             if response is not None:
-                await self._respond(ex, response, Outcome.LOCAL)
+                # A filter may name its own outcome (a waiting room's `queued`); else `local`.
+                outcome = ex.outcome if ex.outcome is not Outcome.PROXIED else Outcome.LOCAL
+                await self._respond(ex, response, outcome)
                 return
         # lookup
         cache = zone.cache

@@ -199,7 +199,6 @@ class RoomGate:
         self.clock = clock
         self.views = views
         # Rays of the exchanges answered with the queue page, until on_response marks them.
-        self._queued: set[str] = set()
 
     @property
     def rooms(self) -> Iterable[Room]:
@@ -280,7 +279,7 @@ class RoomGate:
                 f"waiting room {settings.name}: queued at {decision.position} "
                 f"of {decision.queued}"
             )
-            self._queued.add(ex.ray)
+            ex.outcome = Outcome.QUEUED
         else:
             assert isinstance(decision, Reject)
             if self.metrics is not None:
@@ -295,12 +294,6 @@ class RoomGate:
     # -- ResponseFilter ---------------------------------------------------------------------------
 
     def on_response(self, ex: Exchange, headers: Headers) -> None:
-        # The pipeline records a guard's answer as `local` just before the response filters
-        # run; a queued visitor is worth telling apart in the access log and og_requests.
-        if self._queued and ex.ray in self._queued:
-            self._queued.discard(ex.ray)
-            if ex.outcome is Outcome.LOCAL:
-                ex.outcome = Outcome.QUEUED
         if ex.waiting_room_cookie:
             headers.append((b"set-cookie", ex.waiting_room_cookie))
 
