@@ -62,7 +62,8 @@ def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = N
     health = build_health(config, router, metrics, previous.services if previous else ())
     runtime.services.append(health)
     runtime.observers.append(health)
-    runtime.response_filters.append(health)
+    if health.steerings:
+        runtime.response_filters.append(health)
     return runtime
 
 

@@ -42,3 +42,4 @@ class Exchange:
     cache_status: str = ""
     reason: str = ""                      # why the edge answered locally, for the log
     waiting_room_cookie: bytes = b""      # Set-Cookie value of the visitor's room ticket
+    relayed: bool = False                 # a Relay owns the rest (it calls Pipeline.finish)

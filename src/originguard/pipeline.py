@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
@@ -40,6 +40,7 @@ from originguard.http.wire import (
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.outcome import OriginError, Outcome
+from originguard.relay import Relay
 from originguard.routing import PoolRuntime, Router, ZoneRuntime
 from originguard.upstream.connection import OriginConnection, OriginFailure
 from originguard.upstream.pool import Origin
@@ -156,21 +157,78 @@ class Pipeline:
 
     # -- entry points from the client connection ----------------------------------------------
 
-    async def handle(self, conn: ClientConnection, head: RequestHead, body: Body | None) -> None:
+    def handle(self, conn: ClientConnection, head: RequestHead, body: Body | None) -> None:
+        """Answer one request. The phases run synchronously as far as they can: a cache hit
+        or a pass-through on a pooled origin connection needs no task (the relay's callbacks
+        finish it); the first phase that must wait continues in a task."""
         runtime = self.runtime
         ex = Exchange(conn, head, body, self._ray(runtime), self._loop.time())
         self.metrics.in_flight += 1
         try:
-            await self._serve(ex, runtime)
+            rest = self._dispatch(ex, runtime)
         except Exception:
             log.exception("internal error in exchange %s", ex.ray)
-            if not ex.status:
-                await self._answer(ex, 500, Outcome.BAD_REQUEST, "internal error")
-            else:
-                conn.abort()
+            rest = self._internal_error(ex)
+        if rest is None:
+            if not ex.relayed:
+                self.finish(ex, runtime)
+            return
+        self.continue_with(ex, runtime, rest)
+
+    def continue_with(self, ex: Exchange, runtime: Runtime, rest: Awaitable[object]) -> None:
+        """Run the rest of the exchange in a task; it finishes the exchange at the end."""
+        task = self._loop.create_task(self._continue(ex, runtime, rest))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _continue(self, ex: Exchange, runtime: Runtime, rest: Awaitable[object]) -> None:
+        try:
+            await rest
+        except Exception:
+            log.exception("internal error in exchange %s", ex.ray)
+            await self._internal_error(ex)
         finally:
-            self.metrics.in_flight -= 1
-            self._complete(ex, runtime)
+            if not ex.relayed:
+                self.finish(ex, runtime)
+
+    async def _internal_error(self, ex: Exchange) -> None:
+        if not ex.status:
+            await self._answer(ex, 500, Outcome.BAD_REQUEST, "internal error")
+        else:
+            ex.conn.abort()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def proxy_anew(
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        runtime: Runtime,
+        lookup: Lookup,
+        picked: tuple[PoolRuntime, Origin],
+    ) -> Awaitable[object]:
+        """The general path for an exchange whose pooled connection to `picked` was dead."""
+        return self._proxy(ex, zone, runtime, lookup, first=picked, fresh=True)
+
+    def answer_failure(
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        pool: PoolRuntime,
+        attempt: Attempt,
+        failure: OriginFailure,
+        started: float,
+    ) -> Awaitable[None]:
+        """Record a failed attempt that may not be retried and answer with its 52x page."""
+        self._failed(ex, zone, pool, attempt, failure, started)
+        return self._answer(ex, failure.code.value, Outcome.EDGE_ERROR, failure.detail)
+
+    def finish(self, ex: Exchange, runtime: Runtime) -> None:
+        """The exchange is over: count and log it, and let the connection go on."""
+        self.metrics.in_flight -= 1
+        self._complete(ex, runtime)
+        ex.conn.exchange_done()
 
     def reject(self, conn: ClientConnection, status: int, reason: str) -> None:
         """A request that failed parsing: an error page and `Connection: close` (rule G1)."""
@@ -182,15 +240,18 @@ class Pipeline:
 
     # -- the phases ---------------------------------------------------------------------------
 
-    async def _serve(self, ex: Exchange, runtime: Runtime) -> None:
-        # admit
+    def _dispatch(self, ex: Exchange, runtime: Runtime) -> Awaitable[object] | None:
+        """admit, then guard and on; returns what is left to await, if anything."""
         ex.client_ip = client_ip(ex.conn.peer_ip, ex.head, runtime.trusted_proxies)
         zone = runtime.router.route(ex.head.host)
         if zone is None:
-            await self._answer(ex, 421, Outcome.NO_ZONE, "no zone for host")
-            return
+            return self._answer(ex, 421, Outcome.NO_ZONE, "no zone for host")
         ex.zone = zone
-        # guard
+        if runtime.request_filters:
+            return self._guard(ex, zone, runtime)
+        return self._lookup(ex, zone, runtime)
+
+    async def _guard(self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime) -> None:
         for request_filter in runtime.request_filters:
             response = await request_filter.on_request(ex)
             if response is not None:
@@ -198,20 +259,53 @@ class Pipeline:
                 outcome = ex.outcome if ex.outcome is not Outcome.PROXIED else Outcome.LOCAL
                 await self._respond(ex, response, outcome)
                 return
-        # lookup
+        rest = self._lookup(ex, zone, runtime, relay=False)
+        if rest is not None:
+            await rest
+
+    def _lookup(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, relay: bool = True
+    ) -> Awaitable[object] | None:
+        """lookup, then the answer from the cache or the way to the origin. With `relay`, a
+        pass-through on a pooled connection is handed to a Relay (no task)."""
         cache = zone.cache
         lookup = cache.lookup(ex) if cache is not None else DYNAMIC
         if cache is None or lookup.status is CacheStatus.DYNAMIC:
-            await self._proxy(ex, zone, runtime, lookup)
-        elif lookup.status is CacheStatus.HIT:
+            if relay:
+                return self._pass_through(ex, zone, runtime, lookup)
+            return self._proxy(ex, zone, runtime, lookup)
+        if lookup.status is CacheStatus.HIT:
             assert lookup.entry is not None
-            await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.HIT)
-        elif lookup.status is CacheStatus.UPDATING:
+            return self._respond_cached_now(ex, cache, lookup, lookup.entry, CacheStatus.HIT)
+        if lookup.status is CacheStatus.UPDATING:
             assert lookup.entry is not None
             self._refresh_in_background(ex, zone, runtime, cache, lookup)
-            await self._respond_cached(ex, cache, lookup, lookup.entry, CacheStatus.UPDATING)
-        else:
-            await self._collapse(ex, zone, runtime, cache, lookup)
+            return self._respond_cached_now(ex, cache, lookup, lookup.entry, CacheStatus.UPDATING)
+        return self._collapse(ex, zone, runtime, cache, lookup)
+
+    def _pass_through(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, lookup: Lookup
+    ) -> Awaitable[object] | None:
+        """A bodiless GET or HEAD with a pooled connection to the chosen origin goes out now
+        and comes back through a Relay; anything else takes the general path."""
+        head = ex.head
+        if ex.body is not None or (head.method != b"GET" and head.method != b"HEAD"):
+            return self._proxy(ex, zone, runtime, lookup)
+        pool = zone.active_pool()
+        picked = zone.select(ex, pool, ()) if pool is not None else None
+        if picked is None:
+            return self._proxy(ex, zone, runtime, lookup)
+        upstream = picked[1].take_idle()
+        if upstream is None:
+            return self._proxy(ex, zone, runtime, lookup, first=picked)
+        cache = zone.cache
+        if cache is not None:
+            ex.cache_status = CacheStatus.DYNAMIC.value
+        request = self._origin_request(ex, zone, runtime, head.headers, 0)
+        relay = Relay(self, ex, runtime, zone, lookup, picked, upstream, cache)
+        ex.relayed = True
+        relay.send(request)
+        return None
 
     async def _collapse(
         self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
@@ -231,9 +325,17 @@ class Pipeline:
             claim.publish(await self._proxy(ex, zone, runtime, lookup))
 
     async def _proxy(
-        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, lookup: Lookup
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        runtime: Runtime,
+        lookup: Lookup,
+        first: tuple[PoolRuntime, Origin] | None = None,
+        fresh: bool = False,
     ) -> Entry | None:
-        """fetch → (store) → deliver. Returns the entry stored on the way, if any."""
+        """fetch → (store) → deliver. Returns the entry stored on the way, if any. `first`:
+        the origin already picked for the first attempt; `fresh`: its pooled connections are
+        suspect (one just turned out closed), so that attempt connects anew."""
         head = ex.head
         filling = lookup.status in (CacheStatus.MISS, CacheStatus.EXPIRED)
         payload = b""
@@ -263,23 +365,11 @@ class Pipeline:
         headers = head.headers
         if filling and zone.cache is not None:
             headers = zone.cache.fill_request_headers(lookup, headers)
-        peer_trusted = ex.client_ip != ex.conn.peer_ip or is_trusted(
-            ex.conn.peer_ip, runtime.trusted_proxies
-        )
-        request = build_head(
-            head,
-            headers=headers,
-            host=zone.host_header or head.host,
-            peer_ip=ex.conn.peer_ip,
-            visitor_ip=ex.client_ip,
-            peer_trusted=peer_trusted,
-            scheme=ex.conn.scheme,
-            ray=ex.ray.encode(),
-            body_length=body_length,
-        )
-        request = zone.with_origin_headers(request)
+        request = self._origin_request(ex, zone, runtime, headers, body_length)
         request_time = time.time()
-        fetched = await self._fetch(ex, zone, request + payload, replayable, prefix)
+        fetched = await self._fetch(
+            ex, zone, request + payload, replayable, prefix, first=first, fresh=fresh
+        )
         cache = zone.cache
         if fetched is None:
             return None
@@ -337,23 +427,62 @@ class Pipeline:
             if writer is not None:
                 writer.abort()  # a no-op once committed
 
+    def _origin_request(
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        runtime: Runtime,
+        headers: Headers,
+        body_length: int | None,
+    ) -> bytes:
+        """The request head the origin gets (security rules G2, G5, G6)."""
+        peer_ip = ex.conn.peer_ip
+        peer_trusted = ex.client_ip != peer_ip or (
+            bool(runtime.trusted_proxies) and is_trusted(peer_ip, runtime.trusted_proxies)
+        )
+        request = build_head(
+            ex.head,
+            headers=headers,
+            host=zone.host_header or ex.head.host,
+            peer_ip=peer_ip,
+            visitor_ip=ex.client_ip,
+            peer_trusted=peer_trusted,
+            scheme=ex.conn.scheme,
+            ray=ex.ray.encode(),
+            body_length=body_length,
+        )
+        return zone.with_origin_headers(request)
+
     async def _fetch(
-        self, ex: Exchange, zone: ZoneRuntime, request: bytes, replayable: bool, prefix: bytes = b""
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        request: bytes,
+        replayable: bool,
+        prefix: bytes = b"",
+        first: tuple[PoolRuntime, Origin] | None = None,
+        fresh: bool = False,
     ) -> Fetched | OriginFailure | None:
         """A response head from an origin, with zero-downtime failover (spec §3): exactly one
         retry on another origin, only for failures where nothing reached the origin
         application. None when the edge already answered (the client's body failed)."""
-        pool = zone.active_pool()
+        pool = first[0] if first is not None else zone.active_pool()
         if pool is None:
             return OriginFailure(OriginError.NO_ORIGIN, "no usable pool", sent=False)
         exclude: list[Origin] = []
         failure: OriginFailure | None = None
+        picked = first
         while True:
-            picked = zone.select(ex, pool, exclude)
             if picked is None:
-                break
+                picked = zone.select(ex, pool, exclude)
+                if picked is None:
+                    break
             pool, origin = picked
-            result = await self._attempt(ex, zone, pool, origin, request, replayable, prefix)
+            picked = None
+            result = await self._attempt(
+                ex, zone, pool, origin, request, replayable, prefix, fresh_first=fresh
+            )
+            fresh = False
             if not isinstance(result, OriginFailure):
                 return result
             failure = result
@@ -374,16 +503,18 @@ class Pipeline:
         request: bytes,
         replayable: bool,
         prefix: bytes = b"",
+        fresh_first: bool = False,
     ) -> Fetched | OriginFailure | None:
         """One try at `origin`: a response head, a failure, or None if the edge answered.
-        A body that is not `replayable` streams after the head, `prefix` (already read) first."""
+        A body that is not `replayable` streams after the head, `prefix` (already read) first.
+        With `fresh_first`, it does not take a pooled connection."""
         timeouts = zone.timeouts
         attempt = Attempt(origin.address)
         ex.attempts.append(attempt)
         started = self._loop.time()
         origin.in_flight += 1
         response: ResponseHead | OriginFailure
-        for fresh in (False, True):
+        for fresh in (True,) if fresh_first else (False, True):
             # The retry after a dead pooled connection must not take another pooled one:
             # the origin may have closed them all at once.
             conn, reused = await origin.acquire(timeouts.connect, reuse=not fresh)
@@ -460,6 +591,38 @@ class Pipeline:
         finally:
             fetched.finish()
 
+    def client_head(
+        self,
+        ex: Exchange,
+        response: ResponseHead,
+        finish_headers: Callable[[Headers], None] | None,
+    ) -> tuple[bytes, bool, bool]:
+        """The response head for the client, whether the body is re-chunked, and whether
+        the connection stays open after it."""
+        head = ex.head
+        status = response.status
+        keep_alive = head.keep_alive and not self.draining
+        headers = _client_headers(response.headers)
+        chunked = False
+        if head.method == b"HEAD" or status == 204 or status == 304:
+            if status != 204 and response.content_length is not None:
+                headers.append((b"content-length", b"%d" % response.content_length))
+        elif response.content_length is not None and not response.chunked:
+            headers.append((b"content-length", b"%d" % response.content_length))
+        elif head.version == b"1.1":
+            headers.append((b"transfer-encoding", b"chunked"))
+            chunked = True
+        else:
+            keep_alive = False  # delimited by closing the connection
+        ex.status = status
+        if finish_headers is not None:
+            finish_headers(headers)
+        for response_filter in self.runtime.response_filters:
+            response_filter.on_response(ex, headers)
+        # The head and whatever body already arrived leave in one write (one syscall).
+        data = status_line(status) + serialize_headers(headers)
+        return data + _tail(ex.ray, keep_alive, head.version), chunked, keep_alive
+
     async def _stream(
         self,
         ex: Exchange,
@@ -467,34 +630,10 @@ class Pipeline:
         finish_headers: Callable[[Headers], None] | None,
         writer: Writer | None,
     ) -> bool:
-        client, head = ex.conn, ex.head
+        client = ex.conn
         origin, upstream, response, pump = fetched
-        status = response.status
-        keep_alive = head.keep_alive and not self.draining
-        no_body = head.method == b"HEAD" or status in (204, 304)
-        headers = _client_headers(response.headers)
-        if no_body:
-            if status != 204 and response.content_length is not None:
-                headers.append((b"content-length", b"%d" % response.content_length))
-            framing = b""
-        elif response.content_length is not None and not response.chunked:
-            headers.append((b"content-length", b"%d" % response.content_length))
-            framing = b"length"
-        elif head.version == b"1.1":
-            headers.append((b"transfer-encoding", b"chunked"))
-            framing = b"chunked"
-        else:
-            framing = b"close"
-            keep_alive = False
-        ex.status = status
-        if finish_headers is not None:
-            finish_headers(headers)
-        for response_filter in self.runtime.response_filters:
-            response_filter.on_response(ex, headers)
-        chunked = framing == b"chunked"
-        # The head and whatever body already arrived leave in one write (one syscall).
-        response_head = status_line(status) + serialize_headers(headers)
-        first_write = [response_head + _tail(ex.ray, keep_alive, head.version)]
+        response_head, chunked, keep_alive = self.client_head(ex, response, finish_headers)
+        first_write = [response_head]
         pending: list[bytes] | None = first_write
 
         def sink(data: bytes) -> None:
@@ -547,14 +686,21 @@ class Pipeline:
     async def _respond_cached(
         self, ex: Exchange, cache: ZoneCache, lookup: Lookup, entry: Entry, status: CacheStatus
     ) -> None:
+        rest = self._respond_cached_now(ex, cache, lookup, entry, status)
+        if rest is not None:
+            await rest
+
+    def _respond_cached_now(
+        self, ex: Exchange, cache: ZoneCache, lookup: Lookup, entry: Entry, status: CacheStatus
+    ) -> Awaitable[object] | None:
+        """Answer from a stored entry: at once from memory, by a task from the disk tier."""
         response = cache.respond(lookup, entry, ex, status)
         if status is CacheStatus.STALE:
             response.headers.append((b"warning", b'110 originguard "Response is Stale"'))
         ex.cache_status = status.value
         if isinstance(response, FileResponse):
-            await self._respond_file(ex, response, Outcome.CACHED)
-        else:
-            await self._respond(ex, response, Outcome.CACHED)
+            return self._respond_file(ex, response, Outcome.CACHED)
+        return self._respond_now(ex, response, Outcome.CACHED)
 
     def _refresh_in_background(
         self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, cache: ZoneCache, lookup: Lookup
@@ -628,7 +774,16 @@ class Pipeline:
         await self._respond(ex, page, outcome)
 
     async def _respond(self, ex: Exchange, response: Response, outcome: Outcome) -> None:
-        """Send a response made at the edge. Rule G3: an unread request body closes."""
+        """Send a response made at the edge, and wait until the client has taken it."""
+        drained = self._respond_now(ex, response, outcome)
+        if drained is not None:
+            await drained
+
+    def _respond_now(
+        self, ex: Exchange, response: Response, outcome: Outcome
+    ) -> Awaitable[object] | None:
+        """Send a response made at the edge; what to await if the client is behind.
+        Rule G3: an unread request body closes the connection."""
         body = ex.body
         keep_alive = (
             ex.head.keep_alive and not self.draining and (body is None or body.complete)
@@ -641,9 +796,10 @@ class Pipeline:
         if ex.head.method != b"HEAD":
             data += response.body
         ex.bytes_out = len(response.body)
-        ex.conn.write(data)
-        await ex.conn.drain()
-        ex.conn.finish(keep_alive, body)
+        conn = ex.conn
+        conn.write(data)
+        conn.finish(keep_alive, body)
+        return conn.drain() if conn.write_paused else None
 
     async def _respond_file(self, ex: Exchange, response: FileResponse, outcome: Outcome) -> None:
         """Send a cached body from the disk tier: the head, then the file in chunks, each

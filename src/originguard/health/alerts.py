@@ -68,7 +68,7 @@ class Window:
         self._newest = -1  # index of the newest bucket, whose counts are `_newest_counts`
         self._newest_counts: list[int] = []
 
-    def add(self, now: float, status: int) -> None:
+    def add(self, now: float, status: int, count: int = 1) -> None:
         index = math.floor(now / self._bucket)
         if index == self._newest:
             # Every request in the same bucket: no search, and nothing can have expired.
@@ -78,9 +78,11 @@ class Window:
             self._expire(now)
             if index > self._newest:
                 self._newest, self._newest_counts = index, counts
-        counts[0] += 1
-        counts[1] += 500 <= status <= 599
-        counts[2] += status == 521
+        counts[0] += count
+        if 500 <= status <= 599:
+            counts[1] += count
+            if status == 521:
+                counts[2] += count
 
     def _slot(self, index: int) -> list[int]:
         # responses finish slightly out of order: search back from the newest bucket
@@ -133,6 +135,8 @@ class AlertEngine:
         self._firing: dict[Key, float] = {}
         self._passive: dict[Key, _Passive] = {}
         self._pending: list[Alert] = []
+        # Responses counted by `tally` since the last `flush`: (zone, origin, status) -> n.
+        self._tally: dict[tuple[str, str, int], int] = {}
 
     def reconfigure(self, settings: AlertSettings) -> None:
         """New thresholds after a reload; the counted traffic and firing alerts stay (windows
@@ -141,16 +145,28 @@ class AlertEngine:
         if self._fixed_bucket is None:
             self._bucket = settings.bucket
 
-    def record(self, zone: str, origin: str, status: int, now: float) -> None:
-        """Count one proxied response (status 521/522/523 for edge connect failures)."""
+    def record(self, zone: str, origin: str, status: int, now: float, count: int = 1) -> None:
+        """Count proxied responses (status 521/522/523 for edge connect failures)."""
         for key in ((zone, None), (zone, origin)):
             window = self._windows.get(key)
             if window is None:
                 span = max(self._settings.long_window, self._settings.passive_window)
                 window = self._windows[key] = Window(self._bucket, span)
-            window.add(now, status)
+            window.add(now, status, count)
         if status < 500:
             self._last_ok[(zone, origin)] = now
+
+    def tally(self, zone: str, origin: str, status: int) -> None:
+        """Count one response now and `record` it at the next `flush`: a dict increment per
+        request instead of two window updates (flushing each second keeps buckets right)."""
+        key = (zone, origin, status)
+        tally = self._tally
+        tally[key] = tally.get(key, 0) + 1
+
+    def flush(self, now: float) -> None:
+        tally, self._tally = self._tally, {}
+        for (zone, origin, status), count in tally.items():
+            self.record(zone, origin, status, now, count)
 
     def on_health_change(
         self, zone: str, origin: str, change: Transition, notify_on: str = "either"
@@ -170,6 +186,7 @@ class AlertEngine:
         )
 
     def evaluate(self, now: float) -> list[Alert]:
+        self.flush(now)
         alerts, self._pending = self._pending, []
         for key, window in list(self._windows.items()):
             if key[1] is None or self._settings.per_origin:

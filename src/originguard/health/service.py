@@ -43,6 +43,7 @@ log = logging.getLogger("originguard.health")
 
 CHECKS_ZONE = "checks"  # the zone label of standalone health checks
 ALERT_HISTORY = 200
+ALERT_FLUSH_SECONDS = 1.0  # how often tallied responses enter the alert windows
 Probe = Callable[[ProbeTarget, MonitorSettings], Awaitable[ProbeResult]]
 
 
@@ -92,6 +93,7 @@ class HealthService:
         self.settings: HealthSettings = settings
         self._metrics = metrics
         self._clock = clock
+        self._next_flush = 0.0
         self._probe_fn = probe_fn
         self._rng = rng or random.Random()
         self._watched = {w.key: w for w in _watched(config, router)}
@@ -244,16 +246,19 @@ class HealthService:
         zone = ex.zone
         if zone is None:
             return
-        steering = self.steerings.get(zone.name)
+        steering = self.steerings.get(zone.name) if self.steerings else None
         if steering is not None:
             steering.forget(ex)
         if not ex.attempts:
             return
         now = self._clock()
+        if now >= self._next_flush:
+            self.engine.flush(now)
+            self._next_flush = now + ALERT_FLUSH_SECONDS
         for attempt in ex.attempts:
             if not attempt.status:
                 continue
-            self.engine.record(zone.name, attempt.origin, attempt.status, now)
+            self.engine.tally(zone.name, attempt.origin, attempt.status)
             if steering is None:
                 continue
             for pool in steering.pools_with(attempt.origin):

@@ -2,14 +2,15 @@
 
 Framing is strict (security rule G1): anything llhttp or our own checks reject gets a 4xx/5xx
 with `Connection: close`, the connection is closed, and nothing is forwarded. Requests on one
-connection are answered in order (pipelining); each runs as its own task.
+connection are answered in order (pipelining): the handler gets one request at a time and
+calls `exchange_done` when its response is complete, which starts the next.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import httptools
@@ -43,7 +44,9 @@ class Rejection(Exception):
         self.reason = reason
 
 
-Handler = Callable[["ClientConnection", RequestHead, Body | None], Awaitable[None]]
+# Starts answering a request; calls `exchange_done` on the connection once it has answered
+# (at once, or later from a callback or task).
+Handler = Callable[["ClientConnection", RequestHead, Body | None], None]
 RejectHandler = Callable[["ClientConnection", int, str], None]
 
 
@@ -80,9 +83,8 @@ class ClientConnection(asyncio.Protocol):
         self._body: Body | None = None
         # Exchanges: the one being answered and those parsed behind it.
         self._pending: deque[tuple[RequestHead, Body | None]] = deque()
-        self._active: asyncio.Task[None] | None = None   # set while a request is answered
-        self._task: asyncio.Task[None] | None = None     # the connection's serving task
-        self._parked: asyncio.Future[tuple[RequestHead, Body | None] | None] | None = None
+        self._active = False      # a request is being answered
+        self._dispatching = False  # inside _start: exchange_done leaves the next to its loop
         self._active_body: Body | None = None
         self._reading_paused = False
         self._write_paused = False
@@ -123,9 +125,6 @@ class ClientConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("client closed the connection"))
         self._pending.clear()
-        parked = self._parked
-        if parked is not None and not parked.done():
-            parked.set_result(None)
         on_lost = self.on_lost
         if on_lost is not None:
             self.on_lost = None
@@ -181,7 +180,7 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._active is not None:
+        if self._active:
             self.deadline = self._loop.time() + self.limits.send_timeout
             self._deadline_status = -1
 
@@ -248,7 +247,7 @@ class ClientConnection(asyncio.Protocol):
                 self._send_continue if head.expect_continue else None,
             )
         self._body = body
-        if self._active is None:
+        if not self._active:
             self._start(head, body)
         else:
             self._pending.append((head, body))
@@ -265,7 +264,7 @@ class ClientConnection(asyncio.Protocol):
         if body is not None:
             body.finish()
             self._body = None
-        if self._active is None and not self._pending:
+        if not self._active and not self._pending:
             self._idle()
 
     # -- request head ---------------------------------------------------------------------
@@ -345,37 +344,35 @@ class ClientConnection(asyncio.Protocol):
     # -- exchange scheduling ------------------------------------------------------------------
 
     def _start(self, head: RequestHead, body: Body | None) -> None:
-        self.deadline = 0.0
-        self._active_body = body
-        waiter = self._parked
-        if waiter is not None:
-            # The connection's task is parked waiting for the next request: hand it over.
-            self._parked = None
-            self._active = self._task
-            waiter.set_result((head, body))
-            return
-        self._active = self._task = self._loop.create_task(self._run(head, body))
-
-    async def _run(self, head: RequestHead, body: Body | None) -> None:
-        """Answer requests one after another. One task serves the connection's whole life,
-        parking between requests, which is cheaper than a task per request."""
-        next_request: tuple[RequestHead, Body | None] | None = (head, body)
+        """Answer this request, then any already parsed behind it, for as long as each is
+        answered at once; one answered later resumes the loop from `exchange_done`."""
+        self._dispatching = True
         try:
-            while next_request is not None:
-                try:
-                    await self._handler(self, *next_request)
-                finally:
-                    self._active = None
-                    self._active_body = None
-                    self.on_writable = None
-                    self.on_lost = None
+            while True:
+                self._active = True
+                self._active_body = body
+                self.deadline = 0.0
+                self._handler(self, head, body)
+                if self._active:
+                    return
                 next_request = self._next()
-                if next_request is None and not self.closed:
-                    self._parked = self._loop.create_future()
-                    next_request = await self._parked
+                if next_request is None:
+                    return
+                head, body = next_request
         finally:
-            self._task = None
-            self._parked = None
+            self._dispatching = False
+
+    def exchange_done(self) -> None:
+        """The current response is complete: go on with the next request, if any."""
+        self._active = False
+        self._active_body = None
+        self.on_writable = None
+        self.on_lost = None
+        if self._dispatching:
+            return
+        next_request = self._next()
+        if next_request is not None:
+            self._start(*next_request)
 
     def _next(self) -> tuple[RequestHead, Body | None] | None:
         """The next pipelined request, if one is already parsed."""
@@ -385,9 +382,6 @@ class ClientConnection(asyncio.Protocol):
             head, body = self._pending.popleft()
             if self._reading_paused and len(self._pending) < MAX_PIPELINED // 2:
                 self._resume_reading()
-            self.deadline = 0.0
-            self._active = self._task
-            self._active_body = body
             return head, body
         if self._rejected is not None:
             self._on_reject(self, *self._rejected)
@@ -425,7 +419,7 @@ class ClientConnection(asyncio.Protocol):
 
     @property
     def is_idle(self) -> bool:
-        return self._active is None and not self._pending and not self._in_head
+        return not self._active and not self._pending and not self._in_head
 
     @property
     def write_paused(self) -> bool:
@@ -453,7 +447,7 @@ class ClientConnection(asyncio.Protocol):
         """Answer a request that failed parsing, then close (G1: never resynchronise)."""
         if self.closed or self._rejected is not None:
             return
-        if self._active is not None:
+        if self._active:
             # Requests parsed before the bad one are still answered in order, then this
             # rejection, then close; nothing after it is read. A body still arriving is the
             # bad message's own, so it fails with this status.
@@ -471,7 +465,7 @@ class ClientConnection(asyncio.Protocol):
         """Called by the sweeper when `deadline` has passed."""
         status = self._deadline_status
         self.deadline = 0.0
-        if status == 408 and self._active is None:
+        if status == 408 and not self._active:
             self.reject(408, "request not received in time")
             return
         body = self._active_body

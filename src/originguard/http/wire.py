@@ -76,6 +76,23 @@ def strip_hop_by_hop(headers: Headers) -> Headers:
 
 def canonical_host(raw: bytes) -> bytes | None:
     """Host without port, lower-case, without a trailing dot; None when malformed."""
+    known = _CANONICAL_HOSTS.get(raw)
+    if known is not None:
+        return known
+    host = _canonical_host(raw)
+    if host is not None:
+        if len(_CANONICAL_HOSTS) >= _CANONICAL_HOSTS_MAX:
+            _CANONICAL_HOSTS.clear()
+        _CANONICAL_HOSTS[raw] = host
+    return host
+
+
+# Every request's Host goes through canonical_host, and a site has few spellings of its names.
+_CANONICAL_HOSTS: dict[bytes, bytes] = {}
+_CANONICAL_HOSTS_MAX = 4096
+
+
+def _canonical_host(raw: bytes) -> bytes | None:
     host = raw.lower()
     if host.startswith(b"["):
         end = host.find(b"]")

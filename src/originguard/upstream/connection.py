@@ -12,6 +12,7 @@ import errno
 import socket
 import ssl
 from collections.abc import Callable
+from typing import Protocol
 
 import httptools
 
@@ -27,6 +28,14 @@ _UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errn
 
 class _ExtraResponse(Exception):
     """Raised inside the parser to stop at bytes that follow a complete response."""
+
+
+class _HeadTooLarge(Exception):
+    """Raised inside the parser for a response head over the limits (a 520)."""
+
+
+# Where an exchange on a connection stands.
+_IDLE, _AWAITING_HEAD, _READING_BODY, _ENDED = range(4)
 
 
 class OriginFailure:
@@ -107,6 +116,24 @@ async def _start_tls(
     return conn
 
 
+class ResponseListener(Protocol):
+    """Who hears one exchange's response. Called after each read from the origin, never from
+    inside the parser, so a listener may release the connection (and even start the next
+    exchange on it) from any of these. Either `on_failure` alone, or `on_head`, then
+    `on_body` until it says complete (or `on_broken`)."""
+
+    def on_failure(self, failure: OriginFailure) -> None:
+        """No response head: why (a 520 or 524; connection errors come from `connect`)."""
+
+    def on_head(self, head: ResponseHead) -> None: ...
+
+    def on_body(self, chunks: list[bytes], complete: bool) -> None:
+        """Body bytes of one read (maybe none); `complete` once, with the last of them."""
+
+    def on_broken(self) -> None:
+        """The response ended before its framing said it would (reset, timeout, bad bytes)."""
+
+
 class OriginConnection(asyncio.Protocol):
     """Request writing and response reading on one origin connection, one exchange at a time."""
 
@@ -121,20 +148,21 @@ class OriginConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.deadline = 0.0
         self.read_timeout = 120.0
+        self._listener: ResponseListener | None = None  # None while idle
+        self._stage = _IDLE
         self._received = 0
         self._head_size = 0  # bytes of the response head read before the read that ends it
         self._read_size = 0  # size of the read being parsed
         self._headers: Headers = []
         self._head_request = False
-        self._head: asyncio.Future[ResponseHead | OriginFailure] | None = None
-        self._done: asyncio.Future[bool] | None = None
-        self._sink: Callable[[bytes], None] | None = None
-        self._early: list[bytes] = []
+        self._head: ResponseHead | None = None  # parsed in this read, not yet told
+        self._chunks: list[bytes] = []          # body bytes parsed in this read
         self._complete = False
         self._close_delimited = False
         self._valid = True
         self._write_paused = False
         self._write_waiter: asyncio.Future[None] | None = None
+        self._waiter: ResponseWaiter | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -143,16 +171,17 @@ class OriginConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        head = self._head
-        if head is not None and not head.done():
+        if self._stage == _AWAITING_HEAD:
             detail = "origin closed the connection" if exc is None else f"origin reset: {exc}"
-            head.set_result(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
-        if self._close_delimited and not self._complete and head is not None and head.done():
-            # EOF ends a close-delimited body (RFC 9112 §6.3 rule 8); anything else is truncated.
-            self._message_done(keep_alive=False)
-        done = self._done
-        if done is not None and not done.done():
-            done.set_result(self._complete)
+            self._failed(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
+        elif self._stage == _READING_BODY:
+            if self._close_delimited and not self._complete:
+                # EOF ends a close-delimited body (RFC 9112 §6.3 rule 8).
+                self._message_done(keep_alive=False)
+                chunks, self._chunks = self._chunks, []
+                self._end(chunks)
+            else:
+                self._break()
         waiter = self._write_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -160,30 +189,52 @@ class OriginConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received += len(data)
-        if self._head is None:
-            # Bytes while idle: the origin broke the keep-alive contract.
+        listener = self._listener
+        if listener is None or self._stage == _ENDED:
+            # Bytes while idle, or after the response: the origin broke the keep-alive
+            # contract, and nothing of it may reach a client (rule G4).
             self._valid = False
             self.close()
             return
-        head_done = self._head.done()
-        if head_done:
+        if self._stage == _READING_BODY:
             self.deadline = self._loop.time() + self.read_timeout
         self._read_size = len(data)
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as error:
             # HttpParserUpgrade: a 101 the edge never asked for (it forwards no Upgrade).
+            # Bytes after a complete response end up here too: the response stands, the
+            # connection is spent.
             self._valid = False
-            self._fail(f"invalid response: {error}")
             self.close()
-            return
-        if not head_done and not self._head.done():
+            if not self._complete:
+                self._chunks = []
+                self._head = None
+                if isinstance(error.__context__, _HeadTooLarge):
+                    detail = "response head too large"
+                else:
+                    detail = f"invalid response: {error}"
+                self._failed(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
+                return
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._stage = _READING_BODY
+            listener.on_head(head)
+        elif self._stage == _AWAITING_HEAD:
             # Still inside the head: every byte so far belongs to it (spec §2.2: over 128 KB
             # of response head is a 520).
             self._head_size += len(data)
             if self._head_size > MAX_RESPONSE_HEAD:
-                self._fail("response head too large")
+                self._valid = False
+                self._failed(OriginFailure(OriginError.UNKNOWN, "response head too large", True))
                 self.close()
+            return
+        chunks, self._chunks = self._chunks, []
+        if self._complete:
+            self._end(chunks)
+        elif (chunks or head is not None) and self._stage == _READING_BODY:
+            listener.on_body(chunks, False)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -194,13 +245,11 @@ class OriginConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    # -- httptools callbacks ------------------------------------------------------------------
+    # -- httptools callbacks (they only record; the listener hears after the read) ---------
 
     def on_message_begin(self) -> None:
         if self._complete:
             # Bytes after the end of the response: the origin sent more than it framed.
-            # Nothing of it may reach the client, and the connection is spent (rule G4).
-            self._valid = False
             raise _ExtraResponse
         self._headers = []
 
@@ -223,10 +272,7 @@ class OriginConnection(asyncio.Protocol):
             # A head that arrives in one read is complete before data_received can look at
             # its size, so it is measured here (only when the read was large enough to hold
             # a head over the limit).
-            self._valid = False
-            self._fail("response head too large")
-            self.close()
-            return
+            raise _HeadTooLarge
         content_length = None
         chunked = False
         for name, value in headers:
@@ -236,7 +282,7 @@ class OriginConnection(asyncio.Protocol):
                 # Only a final "chunked" frames the body; any other coding is read until
                 # the connection closes (RFC 9112 §6.3).
                 chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
-        head = ResponseHead(
+        self._head = ResponseHead(
             status=status,
             headers=headers,
             version=parser.get_http_version().encode(),
@@ -248,27 +294,19 @@ class OriginConnection(asyncio.Protocol):
             content_length is None and not chunked and status not in (204, 304)
         )
         self.deadline = self._loop.time() + self.read_timeout
-        future = self._head
-        if future is not None and not future.done():
-            future.set_result(head)
         if self._head_request:
             # A response to HEAD has no body whatever its framing says (RFC 9110 §9.3.2).
             self._parser = httptools.HttpResponseParser(self)
-            self._message_done(head.keep_alive)
+            self._message_done(self._head.keep_alive)
 
     def on_body(self, data: bytes) -> None:
         if self._head_request:
             self._valid = False
             return
-        sink = self._sink
-        if sink is None:
-            self._early.append(data)
-        else:
-            sink(data)
+        self._chunks.append(data)
 
     def on_message_complete(self) -> None:
-        head = self._head
-        if head is None or not head.done():
+        if self._head is None and self._stage == _AWAITING_HEAD:
             return  # end of a 1xx interim response
         if not self._head_request:
             self._message_done(self._parser.should_keep_alive())
@@ -278,28 +316,56 @@ class OriginConnection(asyncio.Protocol):
         self.deadline = 0.0
         if not keep_alive:
             self._valid = False
-        done = self._done
-        if done is not None and not done.done():
-            done.set_result(True)
+
+    def _failed(self, failure: OriginFailure) -> None:
+        listener = self._listener
+        if self._stage == _AWAITING_HEAD and listener is not None:
+            self._stage = _ENDED
+            listener.on_failure(failure)
+
+    def _end(self, chunks: list[bytes]) -> None:
+        listener = self._listener
+        if self._stage == _READING_BODY and listener is not None:
+            self._stage = _ENDED
+            listener.on_body(chunks, True)
+
+    def _break(self) -> None:
+        listener = self._listener
+        if self._stage == _READING_BODY and listener is not None:
+            self._stage = _ENDED
+            listener.on_broken()
 
     # -- one exchange ---------------------------------------------------------------------------
 
-    async def send(
-        self, data: bytes, head_request: bool, response_head_timeout: float, read_timeout: float
+    def start(
+        self,
+        listener: ResponseListener,
+        data: bytes,
+        head_request: bool,
+        response_head_timeout: float,
+        read_timeout: float,
     ) -> None:
-        """Start an exchange by writing the request head (and any small body in `data`)."""
-        self._head = self._loop.create_future()
-        self._done = self._loop.create_future()
+        """Begin an exchange: write the request head (and any small body in `data`); the
+        response goes to `listener`."""
+        self._listener = listener
+        self._stage = _AWAITING_HEAD
         self._head_request = head_request
+        self._head = None
+        self._chunks = []
         self._complete = False
         self._close_delimited = False
-        self._sink = None
-        self._early = []
         self._received = 0
         self._head_size = 0
         self.read_timeout = read_timeout
         self.deadline = self._loop.time() + response_head_timeout
         self.write(data)
+
+    async def send(
+        self, data: bytes, head_request: bool, response_head_timeout: float, read_timeout: float
+    ) -> None:
+        """`start` for a caller that awaits the head (`read_head`) and body (`stream_body`)."""
+        self._waiter = ResponseWaiter(self._loop)
+        self.start(self._waiter, data, head_request, response_head_timeout, read_timeout)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -314,8 +380,8 @@ class OriginConnection(asyncio.Protocol):
                 self._write_waiter = None
 
     async def read_head(self) -> ResponseHead | OriginFailure:
-        assert self._head is not None
-        return await self._head
+        assert self._waiter is not None
+        return await self._waiter.head
 
     @property
     def received_nothing(self) -> bool:
@@ -324,13 +390,8 @@ class OriginConnection(asyncio.Protocol):
 
     def stream_body(self, sink: Callable[[bytes], None]) -> asyncio.Future[bool]:
         """Send body chunks to `sink`; the future is True once the response completed cleanly."""
-        self._sink = sink
-        if self._early:
-            early, self._early = self._early, []
-            for data in early:
-                sink(data)
-        assert self._done is not None
-        return self._done
+        assert self._waiter is not None
+        return self._waiter.stream(sink)
 
     @property
     def reusable(self) -> bool:
@@ -338,9 +399,9 @@ class OriginConnection(asyncio.Protocol):
         return self._complete and self._valid and not self.closed
 
     def release(self) -> None:
-        self._head = None
-        self._done = None
-        self._sink = None
+        self._listener = None
+        self._waiter = None
+        self._stage = _IDLE
         self.exchanges += 1
         self.idle_since = self._loop.time()
         self.deadline = 0.0
@@ -354,17 +415,10 @@ class OriginConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def on_deadline(self) -> None:
-        head = self._head
-        if head is not None and not head.done():
-            head.set_result(OriginFailure(OriginError.TIMEOUT, "no response head in time", True))
+        self._failed(OriginFailure(OriginError.TIMEOUT, "no response head in time", True))
         self._valid = False
         self.deadline = 0.0
         self.close()
-
-    def _fail(self, detail: str) -> None:
-        head = self._head
-        if head is not None and not head.done():
-            head.set_result(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -375,3 +429,44 @@ class OriginConnection(asyncio.Protocol):
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
+
+
+class ResponseWaiter:
+    """A listener for a caller in a coroutine: the head as a future, the body to a sink."""
+
+    __slots__ = ("head", "_done", "_sink", "_early")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.head: asyncio.Future[ResponseHead | OriginFailure] = loop.create_future()
+        self._done: asyncio.Future[bool] = loop.create_future()
+        self._sink: Callable[[bytes], None] | None = None
+        self._early: list[bytes] = []
+
+    def stream(self, sink: Callable[[bytes], None]) -> asyncio.Future[bool]:
+        self._sink = sink
+        early, self._early = self._early, []
+        for data in early:
+            sink(data)
+        return self._done
+
+    def on_failure(self, failure: OriginFailure) -> None:
+        if not self.head.done():
+            self.head.set_result(failure)
+
+    def on_head(self, head: ResponseHead) -> None:
+        if not self.head.done():
+            self.head.set_result(head)
+
+    def on_body(self, chunks: list[bytes], complete: bool) -> None:
+        sink = self._sink
+        if sink is None:
+            self._early.extend(chunks)
+        else:
+            for data in chunks:
+                sink(data)
+        if complete and not self._done.done():
+            self._done.set_result(True)
+
+    def on_broken(self) -> None:
+        if not self._done.done():
+            self._done.set_result(False)

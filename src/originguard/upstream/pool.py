@@ -43,11 +43,10 @@ class Origin:
         self, connect_timeout: float, reuse: bool = True
     ) -> tuple[OriginConnection | OriginFailure, bool]:
         """A connection and whether it was reused from the pool; `reuse=False` connects anew."""
-        idle = self.idle
-        while reuse and idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn, True
+        if reuse:
+            pooled = self.take_idle()
+            if pooled is not None:
+                return pooled, True
         tls = self.tls
         if tls is None:
             conn_or_failure = await connect(self.host, self.port, connect_timeout, self._forget)
@@ -63,6 +62,15 @@ class Origin:
         if isinstance(conn_or_failure, OriginConnection):
             self.open.add(conn_or_failure)
         return conn_or_failure, False
+
+    def take_idle(self) -> OriginConnection | None:
+        """The most recently used idle connection, if any (it may still turn out closed)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
 
     def release(self, conn: OriginConnection) -> None:
         if self.successor is not None:
