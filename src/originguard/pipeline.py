@@ -65,6 +65,8 @@ _ORIGIN_ONLY = frozenset(
         b"cache-tag",
     }
 )
+_NOT_FOR_CLIENT = _ORIGIN_ONLY | HOP_BY_HOP
+_DYNAMIC = CacheStatus.DYNAMIC.value
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
@@ -300,7 +302,7 @@ class Pipeline:
             return self._proxy(ex, zone, runtime, lookup, first=picked)
         cache = zone.cache
         if cache is not None:
-            ex.cache_status = CacheStatus.DYNAMIC.value
+            ex.cache_status = _DYNAMIC
         request = self._origin_request(ex, zone, runtime, head.headers, 0)
         relay = Relay(self, ex, runtime, zone, lookup, picked, upstream, cache)
         ex.relayed = True
@@ -389,7 +391,7 @@ class Pipeline:
             await self._deliver(ex, fetched)
             return None
         if lookup.status is CacheStatus.DYNAMIC:
-            ex.cache_status = CacheStatus.DYNAMIC.value
+            ex.cache_status = _DYNAMIC
             await self._deliver(ex, fetched, cache.dynamic_headers)
             if head.method not in _SAFE_METHODS:
                 cache.invalidate(ex, response.status, response.headers)
@@ -602,7 +604,7 @@ class Pipeline:
         head = ex.head
         status = response.status
         keep_alive = head.keep_alive and not self.draining
-        headers = _client_headers(response.headers)
+        headers = _client_headers(response)
         chunked = False
         if head.method == b"HEAD" or status == 204 or status == 304:
             if status != 204 and response.content_length is not None:
@@ -848,7 +850,8 @@ class Pipeline:
     def _complete(self, ex: Exchange, runtime: Runtime) -> None:
         now = self._loop.time()
         zone = ex.zone.name if ex.zone else "-"
-        self.metrics.count_request(zone, ex.status, ex.outcome.value, now - ex.started)
+        # Outcome is a StrEnum: the member is its own label (reading .value costs more).
+        self.metrics.count_request(zone, ex.status, ex.outcome, now - ex.started)
         self.access_log.record(ex, now)
         for observer in runtime.observers:
             observer.on_complete(ex)
@@ -867,12 +870,15 @@ def _tail(ray: str, keep_alive: bool, version: bytes) -> bytes:
     return b"og-ray: %s\r\n\r\n" % ray.encode()
 
 
-def _client_headers(headers: Headers) -> Headers:
+def _client_headers(response: ResponseHead) -> Headers:
+    headers = response.headers
+    if not response.has_connection:
+        return [(name, value) for name, value in headers if name not in _NOT_FOR_CLIENT]
     named = connection_tokens(headers)
     return [
         (name, value)
         for name, value in headers
-        if name not in HOP_BY_HOP and name not in _ORIGIN_ONLY and name not in named
+        if name not in _NOT_FOR_CLIENT and name not in named
     ]
 
 

@@ -22,10 +22,7 @@ class PoolRuntime:
         self.enabled = config.enabled
         self.origins = origins
         self.balancer = Balancer(origins, config.steering)
-
-    @property
-    def is_usable(self) -> bool:
-        return self.enabled and any(o.is_usable for o in self.origins)
+        self.is_usable = self.enabled and any(o.is_usable for o in origins)
 
 
 class ZoneRuntime:

@@ -58,6 +58,7 @@ class ResponseHead:
     content_length: int | None = None
     chunked: bool = False
     keep_alive: bool = True
+    has_connection: bool = False  # a Connection field names fields to drop (RFC 9110 §7.6.1)
 
 
 @dataclass(slots=True)

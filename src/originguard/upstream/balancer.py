@@ -21,16 +21,17 @@ class Balancer:
         self.origins = list(origins)
         self.steering = steering
         self._rng = rng or random.Random()
+        self._usable = [o for o in self.origins if o.is_usable]
         self._current = [0.0] * len(self.origins)  # smooth weighted round robin state
         self.view: OriginView | None = None  # origin health, set when the zone has a balancer
 
     def select(self, client_ip: str, exclude: Collection[Origin] = ()) -> Origin | None:
         view = self.view
         if view is None:
-            candidates = [o for o in self.origins if o.is_usable and o not in exclude]
+            candidates = [o for o in self._usable if o not in exclude] if exclude else self._usable
         else:
             # Health first (unhealthy and ejected origins drop out), then the retry's exclusion.
-            usable = view.usable([o for o in self.origins if o.is_usable])
+            usable = view.usable(self._usable)
             candidates = [o for o in usable if o not in exclude]
         if not candidates:
             return None

@@ -34,6 +34,8 @@ class _HeadTooLarge(Exception):
     """Raised inside the parser for a response head over the limits (a 520)."""
 
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 # Where an exchange on a connection stands.
 _IDLE, _AWAITING_HEAD, _READING_BODY, _ENDED = range(4)
 
@@ -274,7 +276,7 @@ class OriginConnection(asyncio.Protocol):
             # a head over the limit).
             raise _HeadTooLarge
         content_length = None
-        chunked = False
+        chunked = has_connection = False
         for name, value in headers:
             if name == b"content-length":
                 content_length = parse_decimal(value)
@@ -282,6 +284,9 @@ class OriginConnection(asyncio.Protocol):
                 # Only a final "chunked" frames the body; any other coding is read until
                 # the connection closes (RFC 9112 §6.3).
                 chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+            elif name == b"connection":
+                # "keep-alive" and "close" name nothing that is not dropped anyway.
+                has_connection = has_connection or value.lower() not in _PLAIN_CONNECTION
         self._head = ResponseHead(
             status=status,
             headers=headers,
@@ -289,6 +294,7 @@ class OriginConnection(asyncio.Protocol):
             content_length=content_length,
             chunked=chunked,
             keep_alive=parser.should_keep_alive(),
+            has_connection=has_connection,
         )
         self._close_delimited = (
             content_length is None and not chunked and status not in (204, 304)

@@ -28,16 +28,13 @@ class Origin:
         self.port = port
         self.weight = weight
         self.enabled = enabled
+        self.is_usable = enabled and weight > 0  # both fixed for the life of a config
         self.max_idle = max_idle
         self.tls = tls  # None: plain TCP
         self.in_flight = 0
         self.idle: list[OriginConnection] = []
         self.open: set[OriginConnection] = set()
         self.successor: Origin | None = None  # the same origin in a newer config
-
-    @property
-    def is_usable(self) -> bool:
-        return self.enabled and self.weight > 0
 
     async def acquire(
         self, connect_timeout: float, reuse: bool = True

@@ -41,6 +41,8 @@ _REGENERATED = frozenset(
     }
 )
 VIA = b"1.1 originguard"
+# Client fields that are not copied as they are: regenerated, hop-by-hop, or Via (extended).
+_NOT_COPIED = _REGENERATED | HOP_BY_HOP | {b"via"}
 
 
 def client_ip(peer_ip: str, head: RequestHead, trusted: Sequence[IpNetwork]) -> str:
@@ -88,21 +90,28 @@ def build_head(
     `headers` replaces the client's fields (the cache drops conditionals on a fill)."""
     if headers is None:
         headers = head.headers
-    named = connection_tokens(headers)
+    # Two passes in C-speed comprehensions beat one Python loop with branches per field.
+    lines = [name + b": " + value + b"\r\n" for name, value in headers if name not in _NOT_COPIED]
+    special = [(name, value) for name, value in headers if name in _NOT_COPIED]
     incoming_xff: list[bytes] = []
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, _origin_target(head), host)]
-    append = lines.append
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in _REGENERATED or name in named:
-            if name == b"x-forwarded-for" and peer_trusted:
+    via: list[bytes] = []
+    for name, value in special:
+        if name == b"x-forwarded-for":
+            if peer_trusted:
                 incoming_xff.append(value)
-            continue
-        if name == b"via":
-            continue
-        append(name + b": " + value + b"\r\n")
+        elif name == b"via":
+            via.append(value)
+        elif name == b"connection":
+            named = connection_tokens(headers)
+            lines = [
+                name + b": " + value + b"\r\n"
+                for name, value in headers
+                if name not in _NOT_COPIED and name not in named
+            ]
+    lines.insert(0, b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (head.method, _origin_target(head), host))
+    append = lines.append
     peer = peer_ip.encode()
     xff = b", ".join([*incoming_xff, peer]) if incoming_xff else peer
-    via = [value for name, value in head.headers if name == b"via"]
     via.append(VIA)
     # The canonical host (G6): what routing, rules and the cache key saw, never the raw field
     # (a port, upper case or a trailing dot there would let one client poison a cache entry).
