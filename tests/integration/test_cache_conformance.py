@@ -74,3 +74,28 @@ def test_vary_accept_language_in_another_order_and_case_is_a_hit_rfc9111_4_1(
     assert again.header("og-cache-status") == "HIT"
     assert other.header("og-cache-status") == "MISS"
     assert seen(origin_a, "lang.css") == 2
+
+
+def test_cdn_cache_control_lets_the_edge_cache_what_cache_control_forbids_rfc9213(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("cdn.css", "Cache-Control:no-store", "CDN-Cache-Control:max-age=600",
+                       "Content-Type:text/css")  # fmt: skip
+    edge.get(target)
+    second = edge.get(target)
+    assert second.header("og-cache-status") == "HIT"
+    assert seen(origin_a, "cdn.css") == 1
+    # Downstream caches still get the origin's Cache-Control, and CDN-Cache-Control is
+    # forwarded for CDN caches further down (RFC 9213 §3).
+    assert second.header("cache-control") == "no-store"
+    assert second.header("cdn-cache-control") == "max-age=600"
+
+
+def test_surrogate_control_no_store_wins_over_a_fresh_cache_control(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("sc.css", "Cache-Control:max-age=10000", "Surrogate-Control:no-store",
+                       "Content-Type:text/css")  # fmt: skip
+    edge.get(target)
+    assert edge.get(target).header("og-cache-status") != "HIT"
+    assert seen(origin_a, "sc.css") == 2

@@ -1,4 +1,5 @@
-"""Parsing of the fields caching depends on: Cache-Control, HTTP-dates, Age, delta-seconds.
+"""Parsing of the fields caching depends on: Cache-Control and the fields targeted at this
+cache (RFC 9213 CDN-Cache-Control, Surrogate-Control), HTTP-dates, Age, delta-seconds.
 
 Everything here is tolerant of bad input and never raises on it: an unusable value becomes
 "absent" or, where freshness is at stake, "stale" (RFC 9111 §4.2.1, §5.3).
@@ -10,7 +11,7 @@ import calendar
 import re
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 
 Headers = list[tuple[bytes, bytes]]
@@ -103,6 +104,9 @@ class CacheControl:
     must_understand: bool = False
     max_stale: int | None = None  # request: DELTA_MAX when given without a value ("any")
     min_fresh: int | None = None
+    # Read from a field targeted at this cache: Cache-Control and Expires do not apply to it
+    # (RFC 9213 §2.2).
+    targeted: bool = False
 
     @property
     def forbids_stale(self) -> bool:
@@ -212,6 +216,205 @@ def cache_control(headers: Iterable[tuple[bytes, bytes]]) -> CacheControl:
     """The Cache-Control of a header list (an empty one when absent)."""
     lines = list(values(headers, b"cache-control"))
     return parse_cache_control(lines) if lines else EMPTY
+
+
+# --- fields targeted at this cache (RFC 9213) -------------------------------------------------
+
+# The device token this edge announces in Surrogate-Capability and answers to in
+# Surrogate-Control (W3C Edge Architecture Specification 1.0).
+SURROGATE_TOKEN = b"originguard"
+SURROGATE_CAPABILITY = (b"surrogate-capability", SURROGATE_TOKEN + b'="Surrogate/1.0"')
+
+
+def edge_cache_control(resp_headers: Iterable[tuple[bytes, bytes]]) -> CacheControl:
+    """The directives this edge follows for a response: those of the first field on its target
+    list (CDN-Cache-Control, then Surrogate-Control) that applies, else Cache-Control.
+
+    RFC 9213 §2.2: a cache uses the first targeted field with a valid, non-empty value and
+    then ignores Cache-Control and Expires; a targeted field is still forwarded (§3)."""
+    headers = list(resp_headers)
+    for parse in (_cdn_cache_control, _surrogate_control):
+        targeted = parse(headers)
+        if targeted is not None:
+            return targeted
+    return cache_control(headers)
+
+
+def _cdn_cache_control(headers: Headers) -> CacheControl | None:
+    """CDN-Cache-Control, a Structured Fields Dictionary (RFC 9213 §2.1); None when absent,
+    empty or unparsable (then it is ignored)."""
+    lines = list(values(headers, b"cdn-cache-control"))
+    if not lines:
+        return None
+    members = parse_dictionary(b",".join(lines))
+    if not members:
+        return None
+    found: dict[str, object] = {}
+    for key, value in members:
+        if value is False:
+            continue  # `directive=?0`: not given
+        if value is True:
+            _apply(found, key, None, False, True)
+        elif isinstance(value, int):
+            _apply(found, key, b"%d" % value, True, value >= 0)
+        elif isinstance(value, bytes):
+            _apply(found, key, value, True, True)
+        else:  # a Decimal or an Inner List: a value no directive takes (§2.1: not consumed)
+            _apply(found, key, None, True, False)
+    return CacheControl(targeted=True, **found)  # type: ignore[arg-type]
+
+
+_SURROGATE_MAX_AGE = re.compile(rb"(max-age=[0-9]+)\+[0-9]+", re.IGNORECASE)
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Directives whose presence makes Surrogate-Control this edge's policy; a field with only
+# others (`content="ESI/1.0"`) leaves Cache-Control in charge.
+_SURROGATE_POLICY = frozenset(
+    {b"max-age", b"no-store", b"no-cache", b"private", b"must-revalidate"}
+)
+
+
+def _surrogate_control(headers: Headers) -> CacheControl | None:
+    """Surrogate-Control (W3C Edge Architecture 1.0) as this edge reads it: Cache-Control
+    syntax, where `directive;token` applies only to the surrogate named `token`. Directives
+    targeted at this edge come first, so they win over untargeted ones. None when no
+    directive of a caching policy applies here."""
+    ours: list[bytes] = []
+    everyone: list[bytes] = []
+    for line in values(headers, b"surrogate-control"):
+        for member in split_list(line):
+            directive, semicolon, target = member.rpartition(b";")
+            target = target.strip()
+            if semicolon and _TOKEN.fullmatch(target):
+                if target.lower() == SURROGATE_TOKEN:
+                    ours.append(directive.strip())
+            else:
+                everyone.append(member)
+    # `max-age=N+M`: M is a grace period this edge does not use; N is the freshness.
+    applying = [_SURROGATE_MAX_AGE.sub(rb"\1", d) for d in ours + everyone]
+    names = {d.partition(b"=")[0].strip().lower() for d in applying}
+    if not names & _SURROGATE_POLICY:
+        return None
+    return replace(parse_cache_control([b", ".join(applying)]), targeted=True)
+
+
+# --- Structured Fields Dictionary (RFC 8941 §4.2.2), as far as RFC 9213 needs it ------------
+
+# A Decimal is a float; an Inner List or a Byte Sequence a tuple (no cache directive takes one).
+SFValue = bool | int | float | bytes | tuple[object, ...]
+_KEY = re.compile(rb"[a-z*][a-z0-9_.*-]*")
+_NUMBER = re.compile(rb"-?[0-9]{1,15}(\.[0-9]{1,3})?")
+_SF_TOKEN = re.compile(rb"[A-Za-z*][!#$%&'*+.^_`|~0-9A-Za-z:/-]*")
+_BYTES = re.compile(rb":[A-Za-z0-9+/=]*:")
+
+
+class _SFError(ValueError):
+    pass
+
+
+def parse_dictionary(text: bytes) -> list[tuple[bytes, SFValue]] | None:
+    """The members of a Dictionary in order (a repeated key keeps its first place and its
+    last value), parameters dropped (RFC 9213 §2.1 ignores them); None when it does not
+    parse. Strings and Tokens are both bytes: a cache directive reads either the same."""
+    members: dict[bytes, SFValue] = {}
+    pos = _skip(text, 0, b" ")
+    try:
+        while pos < len(text):
+            match = _KEY.match(text, pos)
+            if match is None:
+                raise _SFError
+            key, pos = match.group(), match.end()
+            value: SFValue = True
+            if text[pos : pos + 1] == b"=":
+                value, pos = _item_or_list(text, pos + 1)
+            else:
+                pos = _parameters(text, pos)
+            members[key] = value
+            pos = _skip(text, pos, b" \t")
+            if pos == len(text):
+                break
+            if text[pos : pos + 1] != b",":
+                raise _SFError
+            pos = _skip(text, pos + 1, b" \t")
+            if pos == len(text):
+                raise _SFError  # a trailing comma
+    except _SFError:
+        return None
+    return list(members.items())
+
+
+def _skip(text: bytes, pos: int, chars: bytes) -> int:
+    while pos < len(text) and text[pos] in chars:
+        pos += 1
+    return pos
+
+
+def _item_or_list(text: bytes, pos: int) -> tuple[SFValue, int]:
+    if text[pos : pos + 1] != b"(":
+        value, pos = _bare_item(text, pos)
+        return value, _parameters(text, pos)
+    items: list[object] = []
+    pos += 1
+    while True:
+        pos = _skip(text, pos, b" ")
+        if text[pos : pos + 1] == b")":
+            return tuple(items), _parameters(text, pos + 1)
+        item, pos = _bare_item(text, pos)
+        items.append(item)
+        pos = _parameters(text, pos)
+        if text[pos : pos + 1] not in (b" ", b")"):
+            raise _SFError
+
+
+def _parameters(text: bytes, pos: int) -> int:
+    while text[pos : pos + 1] == b";":
+        pos = _skip(text, pos + 1, b" ")
+        match = _KEY.match(text, pos)
+        if match is None:
+            raise _SFError
+        pos = match.end()
+        if text[pos : pos + 1] == b"=":
+            _, pos = _bare_item(text, pos + 1)
+    return pos
+
+
+def _bare_item(text: bytes, pos: int) -> tuple[SFValue, int]:
+    first_byte = text[pos : pos + 1]
+    if first_byte == b'"':
+        return _string(text, pos + 1)
+    if first_byte == b"?":
+        if text[pos + 1 : pos + 2] in (b"0", b"1"):
+            return text[pos + 1 : pos + 2] == b"1", pos + 2
+        raise _SFError
+    match = _NUMBER.match(text, pos)
+    if match is not None:
+        number = match.group()
+        return (float(number) if b"." in number else int(number)), match.end()
+    match = _SF_TOKEN.match(text, pos)
+    if match is not None:
+        return match.group(), match.end()
+    match = _BYTES.match(text, pos)
+    if match is not None:
+        return (match.group(),), match.end()
+    raise _SFError
+
+
+def _string(text: bytes, pos: int) -> tuple[bytes, int]:
+    out = bytearray()
+    while pos < len(text):
+        byte = text[pos]
+        if byte == 0x5C:  # backslash: only \" and \\ are escapes
+            if text[pos + 1 : pos + 2] not in (b'"', b"\\"):
+                raise _SFError
+            out += text[pos + 1 : pos + 2]
+            pos += 2
+        elif byte == 0x22:
+            return bytes(out), pos + 1
+        elif 0x20 <= byte <= 0x7E:
+            out.append(byte)
+            pos += 1
+        else:
+            raise _SFError
+    raise _SFError
 
 
 # --- HTTP-date (RFC 9110 §5.6.7) -------------------------------------------------------------

@@ -28,6 +28,7 @@ from originguard.cache.control import (
     age_field,
     cache_control,
     date_field,
+    edge_cache_control,
     first,
     has,
     split_list,
@@ -285,7 +286,9 @@ def _armor_allows(path: bytes, content_type: bytes | None) -> bool:
 
 
 def _has_explicit_freshness(cc: CacheControl, resp_headers: Headers) -> bool:
-    return cc.s_maxage is not None or cc.max_age is not None or has(resp_headers, b"expires")
+    if cc.s_maxage is not None or cc.max_age is not None:
+        return True
+    return not cc.targeted and has(resp_headers, b"expires")  # RFC 9213 §2.2
 
 
 def _has_validator(resp_headers: Headers) -> bool:
@@ -308,7 +311,7 @@ def storability(
     if not 200 <= status <= 599 or status == 304:
         return NotStorable(Reason.STATUS)
     req_cc = cache_control(req_headers)
-    cc = cache_control(resp_headers)
+    cc = edge_cache_control(resp_headers)
     understood = status in UNDERSTOOD_STATUSES
     if cc.must_understand and not understood:  # RFC 9111 §3, §5.2.2.3
         return NotStorable(Reason.STATUS)
@@ -391,13 +394,14 @@ def freshness_lifetime(
     response_time: float,
 ) -> float:
     """Seconds the response stays fresh at the edge: a rule's explicit TTL; else s-maxage,
-    max-age, Expires - Date (RFC 9111 §4.2.1); else the 10% Last-Modified heuristic
+    max-age, Expires - Date (RFC 9111 §4.2.1), read from a field targeted at this cache when
+    there is one (RFC 9213, which leaves Expires out); else the 10% Last-Modified heuristic
     (§4.2.2, capped); else the rule's default TTL or the spec §8.2 table; else 0."""
     rule = rule or DEFAULT_RULE
     explicit_ttl = rule.explicit_ttl(status)
     if explicit_ttl is not None:
         return float(max(explicit_ttl, 0))
-    cc = cache_control(resp_headers)
+    cc = edge_cache_control(resp_headers)
     if cc.no_cache:
         return 0.0
     if cc.no_cache_fields and any(has(resp_headers, name) for name in cc.no_cache_fields):
@@ -406,7 +410,7 @@ def freshness_lifetime(
         return float(cc.s_maxage)
     if cc.max_age is not None:
         return float(cc.max_age)
-    if has(resp_headers, b"expires"):
+    if not cc.targeted and has(resp_headers, b"expires"):
         expires = date_field(resp_headers, b"expires")
         if expires is None:
             return 0.0  # RFC 9111 §5.3: an invalid Expires means already expired
