@@ -696,6 +696,11 @@ class Pipeline:
         self, ex: Exchange, cache: ZoneCache, lookup: Lookup, entry: Entry, status: CacheStatus
     ) -> Awaitable[object] | None:
         """Answer from a stored entry: at once from memory, by a task from the disk tier."""
+        if status is not CacheStatus.STALE and not self.runtime.response_filters:
+            fields = cache.plain_hit_fields(lookup, entry, ex, status)
+            if fields is not None:
+                ex.cache_status = status.value
+                return self._respond_stored(ex, entry.status, fields, entry.body)
         response = cache.respond(lookup, entry, ex, status)
         if status is CacheStatus.STALE:
             response.headers.append((b"warning", b'110 originguard "Response is Stale"'))
@@ -801,6 +806,27 @@ class Pipeline:
         conn = ex.conn
         conn.write(data)
         conn.finish(keep_alive, body)
+        return conn.drain() if conn.write_paused else None
+
+    def _respond_stored(
+        self, ex: Exchange, status: int, fields: bytes, body: bytes
+    ) -> Awaitable[object] | None:
+        """`_respond_now` for a hit whose header fields are already serialised."""
+        keep_alive = (
+            ex.head.keep_alive and not self.draining and (ex.body is None or ex.body.complete)
+        )
+        ex.status = status
+        ex.outcome = Outcome.CACHED
+        data = [status_line(status), fields]
+        if status != 204 and status != 304:
+            data.append(b"content-length: %d\r\n" % len(body))
+        data.append(_tail(ex.ray, keep_alive, ex.head.version))
+        if ex.head.method != b"HEAD":
+            data.append(body)
+        ex.bytes_out = len(body)
+        conn = ex.conn
+        conn.write(b"".join(data))
+        conn.finish(keep_alive, ex.body)
         return conn.drain() if conn.write_paused else None
 
     async def _respond_file(self, ex: Exchange, response: FileResponse, outcome: Outcome) -> None:

@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 # Fields of a stored response that are re-made for every delivery.
+# Request fields that make a hit more than the stored response as it is.
+_CONDITIONAL_OR_RANGE = frozenset(
+    {b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"range"}
+)
 _NOT_REPLAYED = frozenset({b"content-length", b"transfer-encoding", b"age", b"cache-tag"})
 # Client conditionals and ranges are answered from the full stored object, never forwarded.
 _FILL_DROPPED = frozenset(
@@ -316,6 +320,31 @@ class ZoneCache:
         )
 
     # -- responses --------------------------------------------------------------------------------
+
+    def plain_hit_fields(
+        self, lookup: Lookup, entry: Entry, ex: Exchange, status: CacheStatus
+    ) -> bytes | None:
+        """The header fields of a hit served as stored, serialised; None when the request
+        needs `respond` (a precondition or range, a browser TTL, a body on disk). What
+        `respond` would send, without building a field list per request."""
+        if entry.file is not None or lookup.browser_ttl is not None:
+            return None
+        if [1 for name, _ in ex.head.headers if name in _CONDITIONAL_OR_RANGE]:
+            return None
+        weaken = not lookup.rule.respect_strong_etags
+        fields = entry.wire_fields.get(weaken)
+        if fields is None:
+            headers = policy.weaken_etags(entry.headers) if weaken else entry.headers
+            fields = entry.wire_fields[weaken] = b"".join(
+                [name + b": " + value + b"\r\n" for name, value in headers]
+            )
+        age = _current_age(entry, self.clock())
+        return b"%sage: %s\r\nog-cache-status: %s\r\ncache-status: %s\r\n" % (
+            fields,
+            policy.age_header(age),
+            status.header_value,
+            policy.cache_status_header(status, ttl=entry.lifetime - age),
+        )
 
     def respond(
         self, lookup: Lookup, entry: Entry, ex: Exchange, status: CacheStatus

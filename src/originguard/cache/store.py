@@ -46,9 +46,14 @@ class Entry:
     initial_age: float = 0.0  # corrected_initial_age (RFC 9111 §4.2.3) decided when stored
     file: BodyFile | None = None
     size: int = field(init=False)
+    # The stored fields serialised for a plain hit, keyed by "ETags weakened" (layer.py).
+    wire_fields: dict[bool, bytes] = field(
+        init=False, default_factory=dict, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
-        header_bytes = sum(len(n) + len(v) + 4 for n, v in self.headers)
+        # Fields count twice: as stored, and serialised in `wire_fields` once hit.
+        header_bytes = 2 * sum(len(n) + len(v) + 4 for n, v in self.headers)
         size = self.length + header_bytes + len(self.key) + len(self.variant) + ENTRY_OVERHEAD
         object.__setattr__(self, "size", size)
 
