@@ -435,12 +435,15 @@ def _fallback_lifetime(
         ttl = DEFAULT_TTLS.get(status)
         if ttl is not None:
             return float(ttl)
-    if status in HEURISTIC_STATUSES or cc.public:
-        modified = date_field(resp_headers, b"last-modified")
-        date = date_field(resp_headers, b"date")
-        date = response_time if date is None else date
-        if modified is not None and date > modified:
-            return min(0.1 * (date - modified), float(rule.heuristic_cap))
+    if not (status in HEURISTIC_STATUSES or cc.public):
+        # RFC 9111 §3: without explicit freshness, only `public` or a heuristically cacheable
+        # status lets a response be stored at all (a 503 with a validator is not kept).
+        return None
+    modified = date_field(resp_headers, b"last-modified")
+    date = date_field(resp_headers, b"date")
+    date = response_time if date is None else date
+    if modified is not None and date > modified:
+        return min(0.1 * (date - modified), float(rule.heuristic_cap))
     # RFC 9111 alone (default TTLs off): storable, but stale at once, so it is kept only to
     # be revalidated (and only when it has a validator, see storability()).
     return None if rule.default_ttls else 0.0

@@ -3,6 +3,7 @@
 
 from originguard.cache.control import DELTA_MAX, age_field, parse_cache_control
 from originguard.cache.policy import (
+    CacheRule,
     NotStorable,
     Reason,
     Storable,
@@ -75,6 +76,24 @@ def test_unknown_status_with_public_may_use_the_heuristic():
     resp = h("Cache-Control: public", "Last-Modified: Tue, 14 Nov 2023 00:00:00 GMT",
              "Date: Tue, 14 Nov 2023 22:13:20 GMT")  # fmt: skip
     assert isinstance(storability(599, [], resp, response_time=NOW), Storable)
+
+
+def test_status_not_heuristically_cacheable_without_freshness_is_not_stored_rfc9111_3():
+    # With the edge's default TTLs off, a response without explicit freshness used to be
+    # stored stale, to be revalidated, whatever its status; §3 allows that only for a
+    # heuristically cacheable status (or `public`). Always Online then served the stored 503
+    # in place of the origin's fresh one.
+    rfc_only = CacheRule(default_ttls=False)
+    validators = ('ETag: "v1"', "Last-Modified: Tue, 14 Nov 2023 00:00:00 GMT",
+                  "Date: Tue, 14 Nov 2023 00:00:00 GMT")  # fmt: skip
+    for status in (302, 500, 503):
+        decision = storability(status, [], h(*validators), rfc_only, response_time=NOW)
+        assert isinstance(decision, NotStorable) and decision.reason is Reason.STATUS, status
+    for status in (200, 404):
+        decision = storability(status, [], h(*validators), rfc_only, response_time=NOW)
+        assert isinstance(decision, Storable) and decision.always_revalidate, status
+    public = h("Cache-Control: public", *validators)
+    assert isinstance(storability(503, [], public, rfc_only, response_time=NOW), Storable)
 
 
 def test_unknown_status_without_freshness_is_not_stored():
