@@ -150,7 +150,10 @@ def make_key(
     if rule.device_type:
         agent = next(values(headers, b"user-agent"), None)
         parts.append(b"d:" + device_type(agent))
-    return b"\x00".join(_escape(p) for p in parts)
+    joined = b"".join(parts)
+    if b"%" in joined or b"\x00" in joined:
+        return b"\x00".join([_escape(p) for p in parts])
+    return b"\x00".join(parts)  # the common key: nothing to escape
 
 
 def _is_http_scheme(lines: list[bytes]) -> bool:
