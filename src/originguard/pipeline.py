@@ -546,7 +546,7 @@ class Pipeline:
                         )
                         return None
                 # A pooled connection the origin closed while idle: one fresh try.
-                if reused and not fresh and replayable and conn.received_nothing:
+                if reused and not fresh and replayable and conn.closed_unanswered(response):
                     continue
                 origin.in_flight -= 1
                 return self._failed(ex, zone, pool, attempt, response, started)

@@ -95,7 +95,7 @@ class Relay:
         ex, pipeline = self.ex, self.pipeline
         ex.relayed = False
         rest: Awaitable[object]
-        if self.upstream.received_nothing:
+        if self.upstream.closed_unanswered(failure):
             # A pooled connection the origin had closed while idle: one fresh try, which is
             # what the general path does for it.
             ex.attempts.remove(self.attempt)

@@ -389,10 +389,11 @@ class OriginConnection(asyncio.Protocol):
         assert self._waiter is not None
         return await self._waiter.head
 
-    @property
-    def received_nothing(self) -> bool:
-        """No response byte arrived in this exchange (so a dead pooled connection is suspected)."""
-        return self._received == 0
+    def closed_unanswered(self, failure: OriginFailure) -> bool:
+        """The origin closed or reset the connection before a byte of response: what a
+        pooled connection the origin had given up on looks like. A response-head timeout
+        is not this: the origin has the request and may be working on it."""
+        return self._received == 0 and failure.code is OriginError.UNKNOWN
 
     def stream_body(self, sink: Callable[[bytes], None]) -> asyncio.Future[bool]:
         """Send body chunks to `sink`; the future is True once the response completed cleanly."""
