@@ -99,3 +99,30 @@ def test_surrogate_control_no_store_wins_over_a_fresh_cache_control(start_edge, 
     edge.get(target)
     assert edge.get(target).header("og-cache-status") != "HIT"
     assert seen(origin_a, "sc.css") == 2
+
+
+def test_cache_fills_announce_the_surrogate_capability_and_drop_the_clients(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    edge.get(cacheable("cap.css", "Cache-Control:max-age=600"),
+             headers=[("Surrogate-Capability", 'evil="Surrogate/1.0"')])  # fmt: skip
+
+    request = next(r for r in origin_a.requests if r.target.startswith("/cacheable/cap.css"))
+    assert request.header_values("surrogate-capability") == ['originguard="Surrogate/1.0"']
+
+
+def test_serving_stale_follows_the_targeted_field_not_cache_control_rfc9213(
+    start_edge, origin_a
+) -> None:
+    # Stale on arrival (Age 100 > 10): Cache-Control alone would allow serving it stale while
+    # revalidating, but CDN-Cache-Control, which decides for this edge, does not.
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("swr.css", "Cache-Control:max-age=10, stale-while-revalidate=600",
+                       "CDN-Cache-Control:max-age=10", "Age:100", 'ETag:"v1"',
+                       "Content-Type:text/css")  # fmt: skip
+    edge.get(target)
+    second = edge.get(target)
+
+    assert second.header("og-cache-status") in ("EXPIRED", "REVALIDATED")
+    assert seen(origin_a, "swr.css") == 2

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from originguard.cache import policy
 from originguard.cache.collapse import Collapser
-from originguard.cache.control import cache_control, first, values
+from originguard.cache.control import (
+    SURROGATE_CAPABILITY,
+    cache_control,
+    edge_cache_control,
+    first,
+    values,
+)
 from originguard.cache.disk import FileResponse, open_disk_store
 from originguard.cache.key import CacheKeyRule, QueryMode, make_key
 from originguard.cache.policy import (
@@ -50,7 +56,7 @@ _NOT_REPLAYED = frozenset({b"content-length", b"transfer-encoding", b"age", b"ca
 # Client conditionals and ranges are answered from the full stored object, never forwarded.
 _FILL_DROPPED = frozenset(
     {b"range", b"if-range", b"if-none-match", b"if-modified-since", b"if-match",
-     b"if-unmodified-since"}
+     b"if-unmodified-since", b"surrogate-capability"}
 )  # fmt: skip
 
 
@@ -160,7 +166,7 @@ class ZoneCache:
         request_cc = cache_control(head.headers)
         if policy.is_fresh(entry.lifetime, age, request_cc):
             return Lookup(CacheStatus.HIT, key, rule, browser_ttl, entry, age)
-        entry_cc = cache_control(entry.headers)
+        entry_cc = edge_cache_control(entry.headers)
         if not request_cc.no_cache and policy.may_serve_stale(
             entry_cc, entry.lifetime, age, StaleUse.WHILE_REVALIDATE, rule
         ):
@@ -199,6 +205,8 @@ class ZoneCache:
         full object is fetched and they are answered from it), and the stored validators
         added when an expired entry is revalidated."""
         kept = [(name, value) for name, value in headers if name not in _FILL_DROPPED]
+        # Lets the origin target Surrogate-Control directives at this edge (control.py).
+        kept.append(SURROGATE_CAPABILITY)
         if lookup.entry is not None:
             kept.extend(policy.revalidation_headers(lookup.entry.headers))
         return kept
@@ -312,7 +320,7 @@ class ZoneCache:
         if entry is None:
             return False
         return policy.may_serve_stale(
-            cache_control(entry.headers),
+            edge_cache_control(entry.headers),
             entry.lifetime,
             _current_age(entry, self.clock()),
             StaleUse.IF_ERROR,
