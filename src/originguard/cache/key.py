@@ -7,6 +7,7 @@ A key is NUL-separated components; NUL inside a component is escaped, so two dif
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 from originguard.cache.control import Headers, values
@@ -68,6 +69,9 @@ class CacheKeyRule:
 
 DEFAULT_KEY_RULE = CacheKeyRule()
 _KEYED_DEFAULT = frozenset(DEFAULT_HEADERS)
+
+
+_NEEDS_ESCAPE = re.compile(rb"[%\x00]")
 
 
 def _escape(component: bytes) -> bytes:
@@ -150,8 +154,7 @@ def make_key(
     if rule.device_type:
         agent = next(values(headers, b"user-agent"), None)
         parts.append(b"d:" + device_type(agent))
-    joined = b"".join(parts)
-    if b"%" in joined or b"\x00" in joined:
+    if _NEEDS_ESCAPE.search(b"".join(parts)) is not None:
         return b"\x00".join([_escape(p) for p in parts])
     return b"\x00".join(parts)  # the common key: nothing to escape
 

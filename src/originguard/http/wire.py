@@ -32,6 +32,8 @@ _IPV6_HOST = re.compile(rb"\[[0-9a-f:.]{2,45}\]\Z")
 _PORT = re.compile(rb"[0-9]{1,5}\Z")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
 _MANY_SLASHES = re.compile(rb"/{2,}")
+# Anything canonical_path changes. One search: `b"%" in path` costs as much as a regex call.
+_PATH_WORK = re.compile(rb"[%\\]|//|/\.")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _TCHAR_ONLY = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
@@ -154,6 +156,8 @@ def canonical_path(path: bytes) -> bytes | None:
     upper-cased (RFC 3986 §6.2.2), backslashes turned into slashes and runs of slashes merged
     (as Cloudflare's URL normalisation does), dot segments removed (§5.2.4). None when
     malformed. The origin receives this path: routing, rules and the cache key saw it."""
+    if _PATH_WORK.search(path) is None:
+        return path  # the common path: nothing to decode, merge or remove
     if b"%" in path:
         if b"%00" in path:
             return None
