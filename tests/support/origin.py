@@ -105,7 +105,9 @@ class Origin:
         self._numbered = 0  # numbers connections for the record; never reset
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepted: set[socket.socket] = set()  # every accepted socket not yet closed
+        self._opening = 0  # accepted connections whose handler has not started yet
         self._conns: set[_Conn] = set()
         self._stopping = False
         self._holds: dict[str, asyncio.Event] = {}
@@ -125,16 +127,21 @@ class Origin:
             loop = asyncio.new_event_loop()
             self._loop = loop
             try:
-                self._server = loop.run_until_complete(
-                    asyncio.start_server(self._serve, "127.0.0.1", self.port, limit=256 * 1024)
-                )
-                self.port = self._server.sockets[0].getsockname()[1]
+                listener = socket.create_server(("127.0.0.1", self.port), backlog=128)
+                listener.setblocking(False)
+                loop.add_reader(listener, self._accept, loop)
+                self._listener = listener
+                self.port = listener.getsockname()[1]
             except BaseException as error:  # reported to the starting thread
                 failure.append(error)
                 started.set()
                 return
             started.set()
             loop.run_forever()
+            # Whatever is still open goes down with the loop, as a stopped process's sockets do.
+            for accepted in list(self._accepted):
+                accepted.close()
+            self._accepted.clear()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
@@ -156,8 +163,10 @@ class Origin:
 
         async def shut() -> None:
             self._stopping = True
-            if self._server is not None:
-                self._server.close()
+            if self._listener is not None:
+                loop.remove_reader(self._listener)
+                self._listener.close()
+                self._listener = None
             for conn in list(self._conns):
                 if abort:
                     conn.writer.transport.abort()
@@ -166,7 +175,7 @@ class Origin:
             for event in self._holds.values():
                 event.set()
             for _ in range(500):
-                if not self._conns:
+                if not self._conns and not self._opening:
                     break
                 await asyncio.sleep(0.01)
             for conn in list(self._conns):
@@ -215,7 +224,36 @@ class Origin:
             event = self._holds[key] = asyncio.Event()
         return event
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Accept what the listener holds. Accepting by hand (not asyncio.start_server) keeps
+        every accepted socket on record from its first moment, so stop() can wait for it to be
+        served and close it: a connection asyncio accepted while stopping was otherwise left
+        open with nobody reading it, and the edge waited on it for its response timeout."""
+        listener = self._listener
+        while listener is not None:
+            try:
+                accepted, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            accepted.setblocking(False)
+            self._accepted.add(accepted)
+            self._opening += 1
+            loop.create_task(self._open(accepted))
+
+    async def _open(self, accepted: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(sock=accepted, limit=256 * 1024)
+        except OSError:
+            self._opening -= 1
+            self._accepted.discard(accepted)
+            accepted.close()
+            return
+        await self._serve(reader, writer, accepted)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accepted: socket.socket
+    ) -> None:
+        self._opening -= 1
         with self._changed:
             self.connections += 1
             self._numbered += 1
@@ -243,6 +281,7 @@ class Origin:
             return
         finally:
             self._conns.discard(conn)
+            self._accepted.discard(accepted)
             writer.close()
 
     async def _answer(self, conn: _Conn, request: SeenRequest) -> bool:

@@ -364,6 +364,13 @@ class OriginConnection(asyncio.Protocol):
         self._head_size = 0
         self.read_timeout = read_timeout
         self.deadline = self._loop.time() + response_head_timeout
+        if self.closed:
+            # Closed between connecting and this request (an origin going down resets what
+            # it had just accepted): nothing was sent, so the attempt may fail over. Told on
+            # the next loop turn, like every other outcome.
+            failure = OriginFailure(OriginError.REFUSED, "origin closed the connection", False)
+            self._loop.call_soon(self._failed, failure)
+            return
         self.write(data)
 
     async def send(

@@ -56,7 +56,7 @@ class Origin:
                 tls.context,
                 tls.server_hostname,
             )
-        if isinstance(conn_or_failure, OriginConnection):
+        if isinstance(conn_or_failure, OriginConnection) and not conn_or_failure.closed:
             self.open.add(conn_or_failure)
         return conn_or_failure, False
 
