@@ -66,12 +66,26 @@ _ORIGIN_ONLY = frozenset(
     }
 )
 _NOT_FOR_CLIENT = _ORIGIN_ONLY | HOP_BY_HOP
-_DYNAMIC = CacheStatus.DYNAMIC.value
+_STATUS_VALUE = {status: status.value for status in CacheStatus}  # .value is slow on the hot path
+_DYNAMIC = _STATUS_VALUE[CacheStatus.DYNAMIC]
 _SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
 
 class RequestFilter(Protocol):
-    async def on_request(self, ex: Exchange) -> Response | None: ...
+    """May answer a request before the cache and the origin. A filter that must wait (shared
+    state, a request body) returns an awaitable; one that can decide at once answers at once,
+    which keeps the exchange on the synchronous fast path."""
+
+    def on_request(self, ex: Exchange) -> Response | None | Awaitable[Response | None]: ...
+
+
+async def filter_answer(
+    result: Response | None | Awaitable[Response | None],
+) -> Response | None:
+    """A request filter's answer, awaited if it had to wait."""
+    if result is None or isinstance(result, Response):
+        return result
+    return await result
 
 
 class ResponseFilter(Protocol):
@@ -249,33 +263,53 @@ class Pipeline:
         if zone is None:
             return self._answer(ex, 421, Outcome.NO_ZONE, "no zone for host")
         ex.zone = zone
-        if runtime.request_filters:
-            return self._guard(ex, zone, runtime)
+        return self._guard(ex, zone, runtime, 0)
+
+    def _guard(
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, start: int
+    ) -> Awaitable[object] | None:
+        """guard: the request filters from `start` on, then lookup. A filter that must wait
+        continues the exchange in `_guard_after`."""
+        filters = runtime.request_filters
+        for index in range(start, len(filters)):
+            result = filters[index].on_request(ex)
+            if result is None:
+                continue
+            if isinstance(result, Response):
+                return self._respond_filtered(ex, result)
+            return self._guard_after(ex, zone, runtime, result, index + 1)
         return self._lookup(ex, zone, runtime)
 
-    async def _guard(self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime) -> None:
-        for request_filter in runtime.request_filters:
-            response = await request_filter.on_request(ex)
-            if response is not None:
-                # A filter may name its own outcome (a waiting room's `queued`); else `local`.
-                outcome = ex.outcome if ex.outcome is not Outcome.PROXIED else Outcome.LOCAL
-                await self._respond(ex, response, outcome)
-                return
-        rest = self._lookup(ex, zone, runtime, relay=False)
+    async def _guard_after(
+        self,
+        ex: Exchange,
+        zone: ZoneRuntime,
+        runtime: Runtime,
+        waiting: Awaitable[Response | None],
+        start: int,
+    ) -> None:
+        response = await waiting
+        if response is not None:
+            rest = self._respond_filtered(ex, response)
+        else:
+            rest = self._guard(ex, zone, runtime, start)
         if rest is not None:
             await rest
 
+    def _respond_filtered(self, ex: Exchange, response: Response) -> Awaitable[object] | None:
+        # A filter may name its own outcome (a waiting room's `queued`); else `local`.
+        outcome = ex.outcome if ex.outcome is not Outcome.PROXIED else Outcome.LOCAL
+        return self._respond_now(ex, response, outcome)
+
     def _lookup(
-        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime, relay: bool = True
+        self, ex: Exchange, zone: ZoneRuntime, runtime: Runtime
     ) -> Awaitable[object] | None:
-        """lookup, then the answer from the cache or the way to the origin. With `relay`, a
-        pass-through on a pooled connection is handed to a Relay (no task)."""
+        """lookup, then the answer from the cache or the way to the origin (a pass-through on
+        a pooled connection goes to a Relay)."""
         cache = zone.cache
         lookup = cache.lookup(ex) if cache is not None else DYNAMIC
         if cache is None or lookup.status is CacheStatus.DYNAMIC:
-            if relay:
-                return self._pass_through(ex, zone, runtime, lookup)
-            return self._proxy(ex, zone, runtime, lookup)
+            return self._pass_through(ex, zone, runtime, lookup)
         if lookup.status is CacheStatus.HIT:
             assert lookup.entry is not None
             return self._respond_cached_now(ex, cache, lookup, lookup.entry, CacheStatus.HIT)
@@ -699,7 +733,7 @@ class Pipeline:
         if status is not CacheStatus.STALE and not self.runtime.response_filters:
             fields = cache.plain_hit_fields(lookup, entry, ex, status)
             if fields is not None:
-                ex.cache_status = status.value
+                ex.cache_status = _STATUS_VALUE[status]
                 return self._respond_stored(ex, entry.status, fields, entry.body)
         response = cache.respond(lookup, entry, ex, status)
         if status is CacheStatus.STALE:

@@ -254,7 +254,7 @@ class HttpsPolicy:
     def is_active(self) -> bool:
         return bool(self._redirect or self._hsts)
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None:
         if ex.zone is None or ex.conn.scheme == b"https":
             return None
         https = self._redirect.get(ex.zone.name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ssl
 from pathlib import Path
@@ -101,23 +100,21 @@ def policy(**https: Any) -> HttpsPolicy:
 
 
 def test_plain_http_gets_a_redirect_keeping_path_and_query() -> None:
-    response = asyncio.run(policy(redirect=True).on_request(exchange(b"http")))
+    response = policy(redirect=True).on_request(exchange(b"http"))
     assert response is not None
     assert response.status == 301
     assert (b"location", b"https://site.test/a?b=1") in response.headers
 
 
 def test_redirect_names_a_non_default_port_and_status() -> None:
-    response = asyncio.run(
-        policy(redirect=True, port=8443, status=308).on_request(exchange(b"http"))
-    )
+    response = policy(redirect=True, port=8443, status=308).on_request(exchange(b"http"))
     assert response is not None and response.status == 308
     assert (b"location", b"https://site.test:8443/a?b=1") in response.headers
 
 
 def test_https_requests_and_other_zones_are_not_redirected() -> None:
-    assert asyncio.run(policy(redirect=True).on_request(exchange(b"https"))) is None
-    assert asyncio.run(policy(redirect=True).on_request(exchange(b"http", "other"))) is None
+    assert policy(redirect=True).on_request(exchange(b"https")) is None
+    assert policy(redirect=True).on_request(exchange(b"http", "other")) is None
 
 
 def test_hsts_only_over_https_and_replaces_an_origin_value() -> None:

@@ -214,7 +214,7 @@ def _apply(
 
 def cache_control(headers: Iterable[tuple[bytes, bytes]]) -> CacheControl:
     """The Cache-Control of a header list (an empty one when absent)."""
-    lines = list(values(headers, b"cache-control"))
+    lines = [value for name, value in headers if name == b"cache-control"]
     return parse_cache_control(lines) if lines else EMPTY
 
 

@@ -346,7 +346,7 @@ class ZoneCache:
             fields = entry.wire_fields[weaken] = b"".join(
                 [name + b": " + value + b"\r\n" for name, value in headers]
             )
-        age = _current_age(entry, self.clock())
+        age = lookup.age if entry is lookup.entry else _current_age(entry, self.clock())
         return b"%sage: %s\r\nog-cache-status: %s\r\ncache-status: %s\r\n" % (
             fields,
             policy.age_header(age),

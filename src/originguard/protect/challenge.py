@@ -27,7 +27,7 @@ import html
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from urllib.parse import parse_qs
@@ -263,7 +263,7 @@ class ChallengeFilter:
         self.events = events
         self.clock = clock
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None | Awaitable[Response | None]:
         zone = ex.zone.name if ex.zone is not None else ""
         challenger = self.challengers.get(zone)
         if challenger is None:
@@ -273,10 +273,7 @@ class ChallengeFilter:
         now = self.clock()
         if view.path == VERIFY_PATH:
             verdict.mitigated = True
-            response, result = await challenger.verify(ex, view, now)
-            self.events.metrics.challenges.labels(zone, result).inc()
-            ex.reason = f"challenge verify: {result}"
-            return response
+            return self._verify(ex, challenger, view, zone, now)
         if zone in self.under_attack and SKIP_UNDER_ATTACK not in verdict.skip:
             if not challenger.is_cleared("js_challenge", view, now):
                 verdict.mitigated = True
@@ -285,6 +282,16 @@ class ChallengeFilter:
                 ex.reason = "under attack: js_challenge"
                 return challenger.page(ex, view, "js_challenge", now)
         return None
+
+
+    async def _verify(
+        self, ex: Exchange, challenger: Challenger, view: RequestView, zone: str, now: float
+    ) -> Response:
+        """A solved challenge arrives as a form post: its body has to be read."""
+        response, result = await challenger.verify(ex, view, now)
+        self.events.metrics.challenges.labels(zone, result).inc()
+        ex.reason = f"challenge verify: {result}"
+        return response
 
 
 def challenge_or_pass(

@@ -98,7 +98,7 @@ class CustomRuleFilter:
         self.events = events
         self.clock = clock
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None:
         rules = self.rules.get(ex.zone.name if ex.zone is not None else "")
         if not rules:
             return None

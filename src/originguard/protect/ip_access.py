@@ -132,7 +132,7 @@ class IpAccessFilter:
         self.events = events
         self.clock = clock
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None:
         access = self.lists.get(ex.zone.name if ex.zone is not None else "")
         if not access:
             return None

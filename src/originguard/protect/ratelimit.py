@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
@@ -141,7 +141,7 @@ class RateLimitFilter:
         self.clock = clock
         self._pending: set[asyncio.Task[object]] = set()
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None | Awaitable[Response | None]:
         zone = ex.zone.name if ex.zone is not None else ""
         limits = self.limits.get(zone)
         if not limits:
@@ -151,7 +151,22 @@ class RateLimitFilter:
             return None
         view = verdict.view
         for index, rule in enumerate(limits):
-            if not rule.matches(view):
+            if rule.matches(view):
+                # Counters are shared state: from the first rule that applies on, await them.
+                return self._limit(ex, zone, limits, verdict, index)
+        return None
+
+    async def _limit(
+        self,
+        ex: Exchange,
+        zone: str,
+        limits: Sequence[CompiledLimit],
+        verdict: Verdict,
+        first: int,
+    ) -> Response | None:
+        view = verdict.view
+        for index, rule in enumerate(limits):
+            if index < first or not rule.matches(view):
                 continue
             key = rule.key(zone, view)
             now = self.clock()

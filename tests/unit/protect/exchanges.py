@@ -13,6 +13,7 @@ from originguard.exchange import Exchange
 from originguard.http.body import Body
 from originguard.http.messages import RequestHead
 from originguard.observe.metrics import Metrics
+from originguard.pipeline import filter_answer
 from originguard.protect.guard import Security, build_security
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ async def guard(security: Security, ex: Exchange) -> Any:
     """Run the request filters in order; the first answer (or None), then complete."""
     answer = None
     for request_filter in security.request_filters:
-        answer = await request_filter.on_request(ex)
+        answer = await filter_answer(request_filter.on_request(ex))
         if answer is not None:
             break
     return answer

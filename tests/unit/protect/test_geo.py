@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from exchanges import Clock, build, make_exchange, run
 
+from originguard.pipeline import filter_answer
 from originguard.protect.guard import country_of
 from originguard.protect.ip_access import IpAccessList
 from originguard.protect.settings import IpAccessRule
@@ -50,5 +51,5 @@ def test_a_rule_on_country_xx_blocks_an_address_the_database_cannot_place() -> N
     )
     verdicts = security.observers[0]
     verdicts.geo["site"] = FakeGeo("XX")  # type: ignore[attr-defined]
-    answer = run(security.request_filters[1].on_request(make_exchange("/")))  # type: ignore[attr-defined]
+    answer = run(filter_answer(security.request_filters[1].on_request(make_exchange("/"))))  # type: ignore[attr-defined]
     assert answer is not None and answer.status == 403

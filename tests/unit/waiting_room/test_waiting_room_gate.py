@@ -18,7 +18,7 @@ from originguard.exchange import Exchange
 from originguard.http.messages import Headers, RequestHead, Response
 from originguard.observe.metrics import Metrics
 from originguard.outcome import Outcome
-from originguard.pipeline import Runtime
+from originguard.pipeline import Runtime, filter_answer
 from originguard.protect.rules import RequestView
 from originguard.protect.verdict import Verdicts, request_view
 from originguard.protect.waiting_room.gate import RoomGate, match, rooms_of
@@ -93,7 +93,7 @@ def _exchange(
 
 def _visit(gate: RoomGate, ex: Exchange) -> tuple[Response | None, str | None]:
     """The gate's answer and the cookie it set on the way out."""
-    answer = asyncio.run(gate.on_request(ex))
+    answer = asyncio.run(filter_answer(gate.on_request(ex)))
     headers: Headers = []
     gate.on_response(ex, headers)
     cookie = dict(headers).get(b"set-cookie")
@@ -236,7 +236,7 @@ def test_queued_visitor_is_logged_as_queued_with_place_in_line() -> None:
     gate, _ = _gate(_room(total_active_users=1, new_users_per_minute=1))
     _visit(gate, _exchange())
     ex = _exchange()
-    answer = asyncio.run(gate.on_request(ex))
+    answer = asyncio.run(filter_answer(gate.on_request(ex)))
 
     # The pipeline keeps an outcome a filter named for its answer (else records `local`).
     assert answer is not None
@@ -247,7 +247,7 @@ def test_queued_visitor_is_logged_as_queued_with_place_in_line() -> None:
 def test_rejected_visitor_is_logged_as_turned_away() -> None:
     gate, _ = _gate(_room(queueing_method="reject"))
     ex = _exchange()
-    asyncio.run(gate.on_request(ex))
+    asyncio.run(filter_answer(gate.on_request(ex)))
 
     # No outcome of its own: the pipeline records the reject page as `local`.
     assert ex.outcome is Outcome.PROXIED
@@ -257,7 +257,7 @@ def test_rejected_visitor_is_logged_as_turned_away() -> None:
 def test_admitted_visitor_keeps_the_origins_outcome() -> None:
     gate, _ = _gate(_room())
     ex = _exchange()
-    asyncio.run(gate.on_request(ex))
+    asyncio.run(filter_answer(gate.on_request(ex)))
     gate.on_response(ex, [])
     assert ex.outcome is Outcome.PROXIED and ex.reason == ""
 

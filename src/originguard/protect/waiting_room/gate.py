@@ -20,7 +20,7 @@ The access log names what the room did: outcome `queued` for the queue page or J
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING
@@ -218,7 +218,7 @@ class RoomGate:
 
     # -- RequestFilter ----------------------------------------------------------------------------
 
-    async def on_request(self, ex: Exchange) -> Response | None:
+    def on_request(self, ex: Exchange) -> Response | None | Awaitable[Response | None]:
         zone = ex.zone
         if zone is None:
             return None
@@ -260,6 +260,20 @@ class RoomGate:
             if now - ticket.last_seen >= room.reseal_after:
                 self._stash(ex, room, replace(ticket, last_seen=now), phase, now)
             return None
+        return self._decide(ex, room, ticket, phase, now, client)
+
+    async def _decide(
+        self,
+        ex: Exchange,
+        room: Room,
+        ticket: Ticket | None,
+        phase: Phase,
+        now: float,
+        client: IPv4Address | IPv6Address | None,
+    ) -> Response | None:
+        """A visitor who is not seated: admit, pass, queue or turn away (shared state)."""
+        head, settings = ex.head, room.settings
+        state = self.registry.state
         path = head.path.decode("latin-1")
         decision = await decide(settings, ticket, state, now, path=path, client=client)
         if isinstance(decision, Pass):
