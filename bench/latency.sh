@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Added latency at a fixed request rate: wrk with a per-connection delay (open-ish loop),
 # nginx proxy_pass vs originguard in front of the same nginx origin, one process each.
-#   bash bench/latency.sh RATE [seconds]     e.g. bash bench/latency.sh 6000 10
+#   bash bench/latency.sh RATE [seconds] [connections]   e.g. bash bench/latency.sh 21000 10 64
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:?requests per second}
 DURATION=${2:-10}
-CONNS=32
+CONNS=${3:-32}
 WORK=$(mktemp -d /tmp/og-lat.XXXXXX)
 trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 chmod 755 "$WORK"

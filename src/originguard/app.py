@@ -14,6 +14,7 @@ from originguard.cache.layer import SharedCache, ZoneCache
 from originguard.config import Config, ConfigError, ListenAddress, load
 from originguard.health.service import build_health
 from originguard.http.server import ClientConnection, ConnectionRegistry
+from originguard.native import HOT_MODULES, compiled_in_use, stale_extensions
 from originguard.observe.access_log import AccessLog
 from originguard.observe.metrics import Metrics
 from originguard.pipeline import Pipeline, Runtime
@@ -121,6 +122,7 @@ class Edge:
         gc.set_threshold(20_000, 50, 100)
         if signals:
             self.install_signals()
+        _log_hot_path()
         if self._tls_servers:
             tls_bound = [s.getsockname()[:2] for v in self._tls_servers.values() for s in v.sockets]
             log.info("originguard TLS listening on %s", ", ".join(f"{h}:{p}" for h, p in tls_bound))
@@ -320,3 +322,16 @@ async def serve(config: Config, config_path: str | Path | None) -> int:
     await edge.start(signals=True)
     await edge.wait_stopped()
     return 0
+
+
+def _log_hot_path() -> None:
+    """Say whether the hot path runs compiled (see native.py): it is a 1.5-1.9x difference."""
+    compiled = compiled_in_use()
+    log.info("hot path: %d of %d modules compiled", len(compiled), len(HOT_MODULES))
+    stale = stale_extensions()
+    if stale:
+        log.warning(
+            "hot path: %d compiled modules are older than their sources and run old code; "
+            "rebuild with `make native` or remove them with `make pure`",
+            len(stale),
+        )

@@ -174,7 +174,8 @@ class ZoneCache:
         return Lookup(CacheStatus.EXPIRED, key, rule, browser_ttl, entry, age)
 
     def _effective(self, ex: Exchange) -> tuple[CacheRule, CacheKeyRule, float | None]:
-        rule, key_rule, browser_ttl = self._default, self._default_key, None
+        rule, key_rule = self._default, self._default_key
+        browser_ttl: float | None = None
         if not self._rules:
             return rule, key_rule, browser_ttl
         view: RequestView | None = None
