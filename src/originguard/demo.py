@@ -10,6 +10,8 @@ import sys
 
 from originguard.app import Edge
 from originguard.config import loads
+from originguard.health.service import find_health
+from originguard.health.state import Health
 
 DEMO_CONFIG = """
 listen: "127.0.0.1:{edge_port}"
@@ -90,6 +92,7 @@ async def run_demo(edge_port: int = 8080, admin_port: int = 9090) -> int:
         )
         edge = Edge(config)
         await edge.start(signals=True)
+        await _first_health_results(edge)
         host, port = edge.bound[0]
         admin = edge._admin.address if edge._admin else "?"
         print(_instructions(f"http://localhost:{port}", admin, origins, ports), flush=True)
@@ -102,6 +105,20 @@ async def run_demo(edge_port: int = 8080, admin_port: int = 9090) -> int:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
     return 0
+
+
+async def _first_health_results(edge: Edge, timeout: float = 5.0) -> None:
+    """Wait (bounded) until every origin has a health result: until then an origin counts as
+    down (spec §6.3), so the first requests would all go to whichever was probed first."""
+    health = find_health(edge.pipeline.runtime.services) if edge.pipeline else None
+    if health is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if all(state.state is not Health.UNKNOWN for state in health.states.values()):
+            return
+        await asyncio.sleep(0.02)
 
 
 def _instructions(
