@@ -50,6 +50,12 @@ def main(argv: list[str]) -> int:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    if result.returncode == 0:
+        # A module's small shim keeps its old build time when only the shared library changed
+        # (setuptools copies it with its times), so mark the whole set as built now.
+        for module in HOT_MODULES:
+            for built in built_extensions(module):
+                built.touch()
     if result.returncode != 0 or not up_to_date():
         remove_built()
         print(result.stdout[-4000:], file=sys.stderr)

@@ -22,6 +22,7 @@ from originguard.cache.collapse import Follower, Wait
 from originguard.cache.disk import FileResponse
 from originguard.cache.layer import DYNAMIC, Lookup, SharedCache, ZoneCache
 from originguard.cache.policy import CacheStatus, NotStorable, Storable
+from originguard.cache.ranges import content_range
 from originguard.cache.store import Entry
 from originguard.cache.tiers import Writer
 from originguard.exchange import Attempt, Exchange
@@ -452,11 +453,12 @@ class Pipeline:
         def finish_headers(out: Headers) -> None:
             cache.client_headers(lookup, out, status, stored=store)
 
+        part = cache.fill_range(ex, response) if filling else None
         writer = None
         if store and isinstance(decision, Storable):
             writer = cache.begin_store(lookup, ex, response, decision, request_time, response_time)
         try:
-            if not await self._deliver(ex, fetched, finish_headers, writer) or writer is None:
+            if not await self._deliver(ex, fetched, finish_headers, writer, part) or writer is None:
                 return None
             return writer.commit()
         finally:
@@ -618,12 +620,13 @@ class Pipeline:
         fetched: Fetched,
         finish_headers: Callable[[Headers], None] | None = None,
         writer: Writer | None = None,
+        part: tuple[int, int] | None = None,
     ) -> bool:
         """Stream the origin's response to the client with back-pressure. With `writer`, the
         cache's, also feed it the body; True when the response completed cleanly and the
-        writer took all of it."""
+        writer took all of it. With `part`, the client gets only those bytes, as a 206."""
         try:
-            return await self._stream(ex, fetched, finish_headers, writer)
+            return await self._stream(ex, fetched, finish_headers, writer, part)
         finally:
             fetched.finish()
 
@@ -632,15 +635,21 @@ class Pipeline:
         ex: Exchange,
         response: ResponseHead,
         finish_headers: Callable[[Headers], None] | None,
+        part: tuple[int, int] | None = None,
     ) -> tuple[bytes, bool, bool]:
         """The response head for the client, whether the body is re-chunked, and whether
-        the connection stays open after it."""
+        the connection stays open after it. With `part`, the head of a 206 of those bytes."""
         head = ex.head
         status = response.status
         keep_alive = head.keep_alive and not self.draining
         headers = _client_headers(response)
         chunked = False
-        if head.method == b"HEAD" or status == 204 or status == 304:
+        if part is not None and response.content_length is not None:
+            start, end = part
+            status = 206
+            headers.append((b"content-length", b"%d" % (end + 1 - start)))
+            headers.append((b"content-range", content_range(start, end, response.content_length)))
+        elif head.method == b"HEAD" or status == 204 or status == 304:
             if status != 204 and response.content_length is not None:
                 headers.append((b"content-length", b"%d" % response.content_length))
         elif response.content_length is not None and not response.chunked:
@@ -665,18 +674,25 @@ class Pipeline:
         fetched: Fetched,
         finish_headers: Callable[[Headers], None] | None,
         writer: Writer | None,
+        part: tuple[int, int] | None,
     ) -> bool:
         client = ex.conn
         origin, upstream, response, pump = fetched
-        response_head, chunked, keep_alive = self.client_head(ex, response, finish_headers)
+        response_head, chunked, keep_alive = self.client_head(ex, response, finish_headers, part)
         first_write = [response_head]
         pending: list[bytes] | None = first_write
+        offset = 0  # body bytes seen so far, for cutting out `part`
 
         def sink(data: bytes) -> None:
-            nonlocal writer
-            ex.bytes_out += len(data)
+            nonlocal writer, offset
             if writer is not None and not writer.write(data):
                 writer = None  # too large to cache, or the disk failed: stream only
+            if part is not None:
+                seen, offset = offset, offset + len(data)
+                data = data[max(0, part[0] - seen) : max(0, part[1] + 1 - seen)]
+                if not data:
+                    return
+            ex.bytes_out += len(data)
             piece = chunk(data) if chunked else data
             if pending is not None:
                 pending.append(piece)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from support.client import request
 from support.edge import site_config
+from support.origin import pattern_bytes
 
 
 def cacheable(name: str, *headers: str, status: int = 200) -> str:
@@ -207,6 +208,52 @@ def test_conditional_and_range_requests_are_answered_from_the_cached_object(
     assert beyond.status == 416
     assert beyond.header("content-range") == f"bytes */{len(full.body)}"
     assert seen(origin_a, "cond.js") == 1
+
+
+def test_a_range_request_that_misses_gets_its_206_while_the_whole_object_is_stored(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("seek.js", "Cache-Control:max-age=300", 'ETag:"s1"')
+    partial = edge.get(target, headers=[("Range", "bytes=2-5")])
+    assert partial.status == 206 and partial.header("og-cache-status") == "MISS"
+    full = edge.get(target)
+    assert full.status == 200 and full.header("og-cache-status") == "HIT"
+    assert partial.body == full.body[2:6]
+    assert partial.header("content-range") == f"bytes 2-5/{len(full.body)}"
+    assert partial.header("content-length") == "4"
+    (fill,) = [r for r in origin_a.requests if r.target.startswith("/cacheable/seek.js")]
+    assert fill.header("range") is None  # the whole object was fetched to be stored
+
+
+def test_a_range_miss_is_cut_from_a_large_streamed_body(start_edge, origin_a) -> None:
+    rule = {"name": "bytes", "when": {"path_prefix": ["/bytes/"]}, "cache": True, "edge_ttl": "1h"}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    size = 3 * 1024 * 1024  # many origin reads: the range spans several of them
+    target = f"/bytes/{size}"
+    partial = edge.get(target, headers=[("Range", "bytes=100000-2999999")])
+    assert partial.status == 206
+    assert partial.header("content-range") == f"bytes 100000-2999999/{size}"
+    assert partial.body == pattern_bytes(size)[100000:3000000]
+    suffix = edge.get(target, headers=[("Range", "bytes=-10")])
+    assert suffix.header("og-cache-status") == "HIT" and suffix.body == pattern_bytes(size)[-10:]
+
+
+def test_a_range_miss_gets_the_full_200_when_the_range_cannot_be_cut(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    several = edge.get(
+        cacheable("multi.js", "Cache-Control:max-age=300"), headers=[("Range", "bytes=0-1,4-5")]
+    )
+    assert several.status == 200 and several.header("content-range") is None
+    unsatisfiable = edge.get(
+        cacheable("far.js", "Cache-Control:max-age=300"), headers=[("Range", "bytes=9000-")]
+    )
+    assert unsatisfiable.status == 200
+    other_version = edge.get(
+        cacheable("ifrange.js", "Cache-Control:max-age=300", 'ETag:"new"'),
+        headers=[("Range", "bytes=0-1"), ("If-Range", '"old"')],
+    )
+    assert other_version.status == 200 and other_version.header("og-cache-status") == "MISS"
 
 
 def test_head_is_answered_from_a_cached_get(start_edge, origin_a) -> None:

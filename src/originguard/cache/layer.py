@@ -212,6 +212,26 @@ class ZoneCache:
             kept.extend(policy.revalidation_headers(lookup.entry.headers))
         return kept
 
+    def fill_range(self, ex: Exchange, response: ResponseHead) -> tuple[int, int] | None:
+        """The one byte range (inclusive) a filled 200 is cut to for this client, as nginx and
+        Cloudflare answer a Range miss: the fill fetched the whole object to store it, and the
+        client gets the 206 it asked for. None (the full 200) for several ranges, an
+        unsatisfiable or malformed Range, an If-Range that does not match, or an unknown length."""
+        length = response.content_length
+        if response.status != 200 or length is None or response.chunked:
+            return None
+        request = ex.head.headers
+        range_value = first(request, b"range")
+        if range_value is None or ex.head.method != b"GET":
+            return None
+        if_range = first(request, b"if-range")
+        if if_range is not None and not policy.if_range_matches(if_range, response.headers):
+            return None
+        ranges = policy.parse_range(range_value, length)
+        if not isinstance(ranges, list) or len(ranges) != 1:
+            return None
+        return ranges[0]
+
     # -- storing ----------------------------------------------------------------------------------
 
     def storability(
