@@ -359,6 +359,13 @@ class Pipeline:
                 await self._proxy(ex, zone, runtime, lookup)
             return
         with claim:
+            # This request looked before its task ran; a leader may have stored the object in
+            # between (and let go of the key). Then it is a HIT, not a second origin request.
+            now = cache.lookup(ex)
+            if now.status is CacheStatus.HIT and now.entry is not None:
+                claim.publish(now.entry)
+                await self._respond_cached(ex, cache, now, now.entry, CacheStatus.HIT)
+                return
             claim.publish(await self._proxy(ex, zone, runtime, lookup))
 
     async def _proxy(
