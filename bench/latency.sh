@@ -36,5 +36,6 @@ run() {
     "$(awk '$1=="50%" {print $2}' "$WORK/$1.txt")" "$(awk '$1=="99%" {print $2}' "$WORK/$1.txt")"
 }
 echo "target $RATE req/s ($CONNS connections, ${delay_ms} ms apart), ${DURATION}s, 1 KiB"
+run "origin direct" "http://127.0.0.1:$ORIGIN/1k"  # what a proxy's p99 is added to
 run "nginx proxy_pass" "http://127.0.0.1:$NGINX_PROXY/1k"
 run "originguard" "http://127.0.0.1:$OG/1k"
