@@ -9,8 +9,10 @@ behind (a partial set would mix old and new code) and the edge runs interpreted.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 
 from originguard.native import HOT_MODULES, SOURCE_ROOT, built_extensions, source_path
 
@@ -42,6 +44,7 @@ def main(argv: list[str]) -> int:
     remove_built()
     sources = [str(source_path(module).relative_to(SOURCE_ROOT)) for module in HOT_MODULES]
     print(f"hot path: compiling {len(sources)} modules with mypyc (about a minute)")
+    started = time.time()
     # From the source root, so each extension lands next to its module (build/ is ignored).
     result = subprocess.run(
         [sys.executable, "-m", "mypyc", *sources],
@@ -52,11 +55,16 @@ def main(argv: list[str]) -> int:
     )
     if result.returncode == 0:
         # A module's small shim keeps its old build time when only the shared library changed
-        # (setuptools copies it with its times), so mark the whole set as built now.
+        # (setuptools copies it with its times), so date the whole set to the build's start:
+        # a source edited while mypyc ran is then newer than its compiled module.
         for module in HOT_MODULES:
             for built in built_extensions(module):
-                built.touch()
-    if result.returncode != 0 or not up_to_date():
+                os.utime(built, (started, started))
+    if result.returncode == 0 and not up_to_date():
+        remove_built()
+        print("hot path: a source changed while compiling; run it again", file=sys.stderr)
+        return 1
+    if result.returncode != 0:
         remove_built()
         print(result.stdout[-4000:], file=sys.stderr)
         print("hot path: mypyc build failed; the edge runs interpreted", file=sys.stderr)

@@ -86,6 +86,19 @@ def test_a_cache_rule_makes_html_eligible_with_its_edge_ttl(start_edge, origin_a
     assert seen(origin_a, "page.html") == 1
 
 
+def test_a_cache_rule_over_a_missing_header_simply_does_not_match(start_edge, origin_a) -> None:
+    # starts_with() of a header the request lacks is false (not an error), compiled or not.
+    when = {"expression": 'starts_with(http.request.headers["x-beta"][0], "yes")'}
+    rule = {"name": "beta", "when": when, "cache": True, "edge_ttl": "1h"}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    target = cacheable("beta.html")
+    plain = [edge.get(target) for _ in range(2)]
+    assert [(r.status, r.header("og-cache-status")) for r in plain] == [(200, "DYNAMIC")] * 2
+    beta = [("X-Beta", "yes-please")]
+    assert edge.get(target, headers=beta).header("og-cache-status") == "MISS"
+    assert edge.get(target, headers=beta).header("og-cache-status") == "HIT"
+
+
 def test_no_store_private_and_set_cookie_responses_are_bypassed(start_edge, origin_a) -> None:
     edge = start_edge(site_config(origin_a.address))
     for name, header in [
@@ -274,6 +287,29 @@ def test_an_unsafe_request_invalidates_the_cached_uri(start_edge, origin_a) -> N
     assert edge.get(target).header("og-cache-status") == "HIT"
     assert edge.request("POST", target, body=b"x").status == 200
     assert edge.get(target).header("og-cache-status") == "MISS"
+
+
+def test_an_invalid_location_after_an_unsafe_request_is_ignored(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = cacheable("badloc.js", "Cache-Control:max-age=300")
+    edge.get(target)
+    deleted = edge.request("DELETE", cacheable("badloc.js", "Location:http://[::1"))
+    assert deleted.status == 200
+    assert edge.get(target).header("og-cache-status") == "MISS"
+
+
+def test_dates_in_year_zero_are_invalid_not_errors(start_edge, origin_a) -> None:
+    year_zero = "Sat, 01 Jan 0000 00:00:00 GMT"
+    edge = start_edge(site_config(origin_a.address))
+    expired = cacheable("y0.css", f"Expires:{year_zero}")  # an invalid Expires: already stale
+    replies = [edge.get(expired) for _ in range(2)]
+    assert [r.status for r in replies] == [200, 200]
+    assert seen(origin_a, "y0.css") == 2
+    target = cacheable("ims0.css", "Cache-Control:max-age=300", f"Last-Modified:{year_zero}")
+    edge.get(target)
+    conditional = edge.get(target, headers=[("If-Modified-Since", year_zero)])
+    assert (conditional.status, conditional.header("og-cache-status")) == (200, "HIT")
+    assert json.loads(edge.admin("/status").body)["in_flight"] == 0
 
 
 def test_cache_tag_is_hidden_from_clients_and_purges_by_tag(start_edge, origin_a) -> None:

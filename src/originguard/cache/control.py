@@ -467,7 +467,9 @@ def _year_of(now: float) -> int:
 
 def _epoch(year: int, mon: bytes, day: int, hh: int, mm: int, ss: int) -> float | None:
     month = _MONTHS.get(mon)
-    if month is None or not 1 <= day <= calendar.monthrange(year, month)[1]:
+    if month is None or not 1 <= year <= 9999:  # beyond the calendar: an invalid date
+        return None
+    if not 1 <= day <= calendar.monthrange(year, month)[1]:
         return None
     if hh > 23 or mm > 59 or ss > 60:
         return None

@@ -19,9 +19,10 @@ class Target(NamedTuple):
     query: bytes
 
 
-def _split(uri: str) -> Target | None:
+def _resolve(base: str, reference: str) -> Target | None:
+    """``reference`` resolved against ``base``; None when either is not a valid URI."""
     try:
-        parts = urlsplit(uri)
+        parts = urlsplit(urljoin(base, reference))
         host = (parts.hostname or "").encode("ascii")
         port = parts.port
     except (ValueError, UnicodeEncodeError):
@@ -53,16 +54,16 @@ def invalidation_targets(
     if method in SAFE_METHODS or not 200 <= status < 400:
         return []
     base = scheme.decode("latin-1") + "://" + host.decode("latin-1").lower() + "/"
-    request_uri = urljoin(base, target.decode("latin-1"))
-    request = _split(request_uri)
+    request = _resolve(base, target.decode("latin-1"))
     if request is None:
         return []
+    request_uri = urljoin(base, target.decode("latin-1"))  # valid: it just resolved
     found = [request]
     for name in (b"location", b"content-location"):
         raw = first(resp_headers, name)
         if raw is None:
             continue
-        other = _split(urljoin(request_uri, raw.strip().decode("latin-1")))
+        other = _resolve(request_uri, raw.strip().decode("latin-1"))
         if other is None or (other.scheme, other.host) != (request.scheme, request.host):
             continue
         if other not in found:

@@ -77,6 +77,8 @@ DATES = [
     ("invalid: day 31 of November", b"Mon, 31 Nov 1994 08:49:37 GMT", None),
     ("invalid: hour 25", b"Sun, 06 Nov 1994 25:49:37 GMT", None),
     ("invalid: not GMT", b"Sun, 06 Nov 1994 08:49:37 PST", None),
+    ("invalid: year 0000", b"Sat, 01 Jan 0000 00:00:00 GMT", None),
+    ("invalid: asctime year 0000", b"Sat Jan  1 00:00:00 0000", None),
     ("invalid: huge year digits", b"Sun, 06 Nov 99999999999999 08:49:37 GMT", None),
     ("invalid: empty", b"", None),
 ]

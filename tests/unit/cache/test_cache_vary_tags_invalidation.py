@@ -121,6 +121,10 @@ INVALIDATION = [
     ("§4.4 safe method invalidates nothing", b"GET", 200, b"/a", [], []),
     ("§4.4 unknown method is unsafe", b"PURGE", 200, b"/a", [],
      [Target(b"https", b"example.com", b"/a", b"")]),
+    ("an invalid Location is ignored", b"DELETE", 204, b"/a", ["Location: http://[::1"],
+     [Target(b"https", b"example.com", b"/a", b"")]),
+    ("an invalid absolute-form target invalidates nothing", b"POST", 200, b"http://[::1", [],
+     []),
 ]
 
 

@@ -6,6 +6,7 @@ import pytest
 from rules_requests import make_view
 
 from originguard.protect.rules import RequestView, compile_expression
+from originguard.protect.rules.program import compile_rule_set
 
 VIEW = make_view(
     path="/Admin/Login.PHP",
@@ -89,6 +90,23 @@ def test_an_index_past_the_end_never_matches_even_with_ne() -> None:
     assert not check('http.request.headers["x-tag"][9] ne "x"')
     assert not check('http.request.headers["x-tag"][9] eq "x"')
     assert check('not http.request.headers["x-tag"][9] eq "x"')
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('starts_with(http.request.headers["x-nope"][0], "yes")', False),
+        ('not starts_with(http.request.headers["x-nope"][0], "yes")', True),
+        ('starts_with(http.request.headers["x-nope"][0], "yes") xor not ssl', False),  # https
+        ('starts_with(http.request.headers["x-nope"][0], "yes") xor ssl', True),
+        ('starts_with(http.request.headers["x-nope"][0], "y") or not ssl', False),
+        ('ssl and ends_with(http.request.headers["x-nope"][0], "y")', False),
+    ],
+)
+def test_a_function_of_a_missing_value_is_strictly_false(expression: str, expected: bool) -> None:
+    result = check(expression)
+    assert result is expected  # a bool, not None: compiled callers declare bool
+    assert compile_rule_set([expression]).first_match(VIEW, 0) == (0 if expected else -1)
 
 
 @pytest.mark.parametrize(

@@ -81,7 +81,7 @@ def compile_expression(
     tree = parse(text)
     result = compiler.value(tree)
     compiler.require_bool(tree, result, "the expression")
-    return Expression(text, frozenset(compiler.fields), result.fn)
+    return Expression(text, frozenset(compiler.fields), _truth(result))
 
 
 class TreeCompiler:
@@ -208,7 +208,7 @@ class TreeCompiler:
     def negate(self, node: Not) -> Val:
         inner = self.value(node.operand)
         self.require_bool(node.operand, inner, "the operand of 'not'")
-        f = inner.fn
+        f = _truth(inner)
 
         def fn(view: RequestView) -> bool:
             return not f(view)
@@ -220,7 +220,7 @@ class TreeCompiler:
         for operand in node.operands:
             val = self.value(operand)
             self.require_bool(operand, val, f"each side of '{node.op}'")
-            fns.append(val.fn)
+            fns.append(_truth(val))
         combined = fns[0]
         for nxt in fns[1:]:
             combined = _JOIN[node.op](combined, nxt)
@@ -399,6 +399,14 @@ def _apply_test(lhs: Val, test: Test) -> Val:
 
 
 Evaluator = Callable[[RequestView], Any]
+
+
+def _truth(val: Val) -> Callable[[RequestView], bool]:
+    """``val``'s closure as a strict bool: an optional value's None (missing) is false."""
+    f = val.fn
+    if not val.optional:
+        return f
+    return lambda view: f(view) is True
 
 
 def _and(a: Evaluator, b: Evaluator) -> Evaluator:

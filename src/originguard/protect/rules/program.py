@@ -188,7 +188,8 @@ class _Writer:
         if isinstance(node, Field) and not val.optional:
             return [self.term(node, val)]  # ssl
         inline = self.call(compiler, node) if isinstance(node, Call) else None
-        return inline if inline is not None else [f"{self.bind(val.fn)}(view)"]
+        code = inline if inline is not None else [f"{self.bind(val.fn)}(view)"]
+        return ["(", *code, " is True)"] if val.optional else code  # closure: _truth
 
     def compare(self, compiler: TreeCompiler, node: Compare) -> Code:
         lhs = compiler.value(node.lhs)
