@@ -248,6 +248,37 @@ def test_protocol_upgrade_is_refused_and_not_forwarded(edge: Edge, origin: Origi
     assert_refused(edge, origin, raw, 501)
 
 
+H2C_OFFER = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
+
+
+def test_an_h2c_offer_is_declined_and_served_as_http_1_1(edge: Edge, origin: Origin) -> None:
+    # RFC 9110 §7.8: a server may ignore Upgrade (curl --http2 on http:// sends this offer).
+    with Client(edge.port) as client:
+        client.send(b"GET /offer HTTP/1.1\r\nHost: site.test\r\n" + H2C_OFFER + b"\r\n"
+                    + build("GET", "/after-offer"))
+        replies = [client.read_reply(), client.read_reply()]
+    assert [r.status for r in replies] == [200, 200]
+    assert all(r.header("upgrade") is None for r in replies)
+    forwarded = origin.wait_for_requests(2)
+    assert [r.target for r in forwarded] == ["/offer", "/after-offer"]
+    assert [(r.header("upgrade"), r.header("http2-settings")) for r in forwarded] == [
+        (None, None)
+    ] * 2
+
+
+def test_an_h2c_offer_with_a_body_is_refused(edge: Edge, origin: Origin) -> None:
+    raw = (b"POST / HTTP/1.1\r\nHost: site.test\r\n" + H2C_OFFER
+           + b"Content-Length: 5\r\n\r\nhello")
+    assert_refused(edge, origin, raw, 501)
+
+
+def test_an_upgrade_offering_h2c_and_another_protocol_is_refused(
+    edge: Edge, origin: Origin
+) -> None:
+    raw = GET + b"Connection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n"
+    assert_refused(edge, origin, raw, 501)
+
+
 # -- limits (rule G7) ----------------------------------------------------------------------------
 
 

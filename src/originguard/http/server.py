@@ -17,7 +17,13 @@ import httptools
 
 from originguard.http.body import Body, BodyError
 from originguard.http.messages import Headers, RequestHead
-from originguard.http.wire import canonical_host, canonical_path, parse_decimal, split_target
+from originguard.http.wire import (
+    canonical_host,
+    canonical_path,
+    parse_decimal,
+    split_list,
+    split_target,
+)
 
 MAX_PIPELINED = 16
 MAX_FRAMING_BYTES = 64 * 1024  # chunk headers and extensions beyond a quarter of the body
@@ -96,6 +102,7 @@ class ClientConnection(asyncio.Protocol):
         self._deadline_status = 0
         # A parse error behind a request still being answered: sent after it (G1).
         self._rejected: tuple[int, str] | None = None
+        self._declined_upgrade = False  # the head just parsed offered h2c, served as HTTP/1.1
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -152,9 +159,18 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.reject(400, "malformed request")
             return
-        except httptools.HttpParserUpgrade:
-            # CONNECT, or a protocol upgrade we do not tunnel.
-            self.reject(501, "protocol upgrade and CONNECT are not supported")
+        except httptools.HttpParserUpgrade as upgrade:
+            if not self._declined_upgrade:
+                # CONNECT, or a protocol upgrade we do not tunnel.
+                self.reject(501, "protocol upgrade and CONNECT are not supported")
+                return
+            # llhttp stops after a head that offers an upgrade. A declined h2c offer leaves the
+            # connection HTTP/1.1 and the head had no body, so the next message starts here.
+            self._declined_upgrade = False
+            self._parser = httptools.HttpRequestParser(self)
+            rest = data[upgrade.args[0] :]
+            if rest:
+                self.data_received(rest)
             return
         except httptools.HttpParserError as error:
             self.reject(400, f"malformed request: {error}")
@@ -271,15 +287,19 @@ class ClientConnection(asyncio.Protocol):
 
     def _build_head(self) -> RequestHead:
         parser = self._parser
+        method = parser.get_method()
+        headers = self._headers
+        declined_upgrade = False
         if parser.should_upgrade():
-            # CONNECT or an Upgrade request: refused before an exchange starts, so nothing is
-            # forwarded (G1). llhttp would stop parsing HTTP after this head anyway.
-            raise Rejection(501, "protocol upgrade and CONNECT are not supported")
+            # RFC 9110 §7.8: a server may ignore Upgrade and stay on HTTP/1.1, as nginx does
+            # for curl's h2c offer. Any other upgrade, and CONNECT, is refused before an
+            # exchange starts, so nothing is forwarded (G1).
+            if method == b"CONNECT" or not _offers_only_h2c(headers):
+                raise Rejection(501, "protocol upgrade and CONNECT are not supported")
+            declined_upgrade = True
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise Rejection(505, "HTTP version not supported")
-        method = parser.get_method()
-        headers = self._headers
         content_length: int | None = None
         chunked = False
         host_values = []
@@ -303,6 +323,9 @@ class ClientConnection(asyncio.Protocol):
                     expect_continue = version == "1.1"
                 else:
                     raise Rejection(417, "unsupported expectation")
+        if declined_upgrade:
+            if chunked or content_length:  # llhttp would read the body as the new protocol
+                raise Rejection(501, "an upgrade offer with a request body is not supported")
         if len(host_values) > 1 or (version == "1.1" and not host_values):
             raise Rejection(400, "exactly one Host header is required")
         target = self._url
@@ -327,6 +350,7 @@ class ClientConnection(asyncio.Protocol):
             # RFC 9112 §3.2.2: a proxy MUST ignore the received Host and replace it with the
             # target's authority, so the origin sees the host the request was routed by (G6).
             headers = [(b"host", authority), *((n, v) for n, v in headers if n != b"host")]
+        self._declined_upgrade = declined_upgrade
         return RequestHead(
             method=method,
             target=target,
@@ -520,3 +544,13 @@ class ConnectionRegistry:
             if conn.is_idle:
                 conn.close()
 
+
+def _offers_only_h2c(headers: Headers) -> bool:
+    """The Upgrade fields name h2c (HTTP/2 over cleartext) and nothing else."""
+    offered = {
+        token.lower()
+        for name, value in headers
+        if name == b"upgrade"
+        for token in split_list(value)
+    }
+    return offered == {b"h2c"}
