@@ -266,6 +266,16 @@ def test_an_h2c_offer_is_declined_and_served_as_http_1_1(edge: Edge, origin: Ori
     ] * 2
 
 
+def test_many_h2c_offers_in_one_read_are_each_answered(edge: Edge, origin: Origin) -> None:
+    offers = 2000  # each restarts the parser: a loop, never one stack frame per head
+    head = b"GET /o HTTP/1.1\r\nHost: site.test\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    with Client(edge.port, timeout=30) as client:
+        client.send(head * offers + build("GET", "/last"))
+        statuses = [client.read_reply().status for _ in range(offers + 1)]
+    assert statuses == [200] * (offers + 1)
+    assert origin.wait_for_requests(offers + 1)[-1].target == "/last"
+
+
 def test_an_h2c_offer_with_a_body_is_refused(edge: Edge, origin: Origin) -> None:
     raw = (b"POST / HTTP/1.1\r\nHost: site.test\r\n" + H2C_OFFER
            + b"Content-Length: 5\r\n\r\nhello")

@@ -138,8 +138,14 @@ class ClientConnection(asyncio.Protocol):
             on_lost()
 
     def data_received(self, data: bytes) -> None:
+        rest = self._parse(data)
+        while rest:  # a loop, not recursion: one read may hold thousands of small heads
+            rest = self._parse(rest)
+
+    def _parse(self, data: bytes) -> bytes:
+        """Feed one read to the parser; the bytes left after a declined upgrade, else b""."""
         if self.closed or self._rejected is not None:
-            return
+            return b""
         body_before = self._body
         if body_before is None:
             # Between messages or inside a head: these bytes count against the head limit.
@@ -151,33 +157,30 @@ class ClientConnection(asyncio.Protocol):
             self._parser.feed_data(data)
         except Rejection as rejection:
             self.reject(rejection.status, rejection.reason)
-            return
+            return b""
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             if isinstance(cause, Rejection):
                 self.reject(cause.status, cause.reason)
             else:
                 self.reject(400, "malformed request")
-            return
+            return b""
         except httptools.HttpParserUpgrade as upgrade:
             if not self._declined_upgrade:
                 # CONNECT, or a protocol upgrade we do not tunnel.
                 self.reject(501, "protocol upgrade and CONNECT are not supported")
-                return
+                return b""
             # llhttp stops after a head that offers an upgrade. A declined h2c offer leaves the
             # connection HTTP/1.1 and the head had no body, so the next message starts here.
             self._declined_upgrade = False
             self._parser = httptools.HttpRequestParser(self)
-            rest = data[upgrade.args[0] :]
-            if rest:
-                self.data_received(rest)
-            return
+            return data[upgrade.args[0] :]
         except httptools.HttpParserError as error:
             self.reject(400, f"malformed request: {error}")
-            return
+            return b""
         if self._in_head and self._head_bytes > self.limits.max_head_size:
             self.reject(431, "request head too large")
-            return
+            return b""
         body = self._body
         if body is not None:
             # Bytes that carried no body data: chunk sizes and extensions. Bounded, so a
@@ -189,10 +192,11 @@ class ClientConnection(asyncio.Protocol):
             self._framing_bytes += max(0, framing)
             if self._framing_bytes > MAX_FRAMING_BYTES + body.received // 4:
                 self.reject(400, "chunked framing overhead too large")
-                return
+                return b""
         if self._body is not None:
             self.deadline = self._loop.time() + self.limits.body_timeout
             self._deadline_status = 408
+        return b""
 
     def pause_writing(self) -> None:
         self._write_paused = True
