@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from originguard.admin.api import AdminServer
@@ -27,6 +30,29 @@ from originguard.upstream.pool import Origin
 log = logging.getLogger("originguard")
 
 SWEEP_SECONDS = 0.25
+
+
+class ListenError(OSError):
+    """An address the edge cannot listen on (taken, not local, not resolvable)."""
+
+    def __init__(self, address: object, cause: OSError) -> None:
+        errno = cause.errno
+        if isinstance(errno, int) and errno > 0:
+            reason = os.strerror(errno)  # not uvloop's long text, which repeats the address
+        else:
+            reason = cause.strerror or str(cause)
+        super().__init__(errno, f"cannot listen on {address}: {reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+@contextmanager
+def _listening(address: object) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise ListenError(address, error) from error
 
 
 def build_runtime(config: Config, metrics: Metrics, previous: Runtime | None = None) -> Runtime:
@@ -113,7 +139,8 @@ class Edge:
         await self._listen(self.config.listen)
         await self._listen_tls(self.config)
         self._admin = AdminServer(self)
-        await self._admin.start(self.config.admin.listen)
+        with _listening(self.config.admin.listen):
+            await self._admin.start(self.config.admin.listen)
         self._sweeper = asyncio.create_task(self._sweep())
         # Long-lived start-up objects need no cycle scans; per-request garbage is mostly freed
         # by reference counting, so collect young cycles less often.
@@ -159,24 +186,30 @@ class Edge:
         for address in config.tls.listen:
             if address in self._tls_servers:
                 continue
-            self._tls_servers[address] = await loop.create_server(
-                self._new_tls_connection,
-                address.host,
-                address.port,
-                ssl=self._tls.context,
-                ssl_handshake_timeout=config.tls.handshake_timeout,
-                backlog=2048,
-                reuse_address=True,
-            )
+            with _listening(address):
+                self._tls_servers[address] = await loop.create_server(
+                    self._new_tls_connection,
+                    address.host,
+                    address.port,
+                    ssl=self._tls.context,
+                    ssl_handshake_timeout=config.tls.handshake_timeout,
+                    backlog=2048,
+                    reuse_address=True,
+                )
 
     async def _listen(self, addresses: tuple[ListenAddress, ...]) -> None:
         loop = asyncio.get_running_loop()
         for address in addresses:
             if address in self._servers:
                 continue
-            self._servers[address] = await loop.create_server(
-                self._new_connection, address.host, address.port, backlog=2048, reuse_address=True
-            )
+            with _listening(address):
+                self._servers[address] = await loop.create_server(
+                    self._new_connection,
+                    address.host,
+                    address.port,
+                    backlog=2048,
+                    reuse_address=True,
+                )
 
     # -- reload ---------------------------------------------------------------------------------
 
@@ -202,7 +235,7 @@ class Edge:
         try:
             await self._listen(config.listen)
         except OSError as error:
-            log.error("reload rejected: cannot listen: %s", error)
+            log.error("reload rejected: %s", error)
             self.metrics.reloads.labels("rejected").inc()
             return False
         try:
@@ -256,6 +289,11 @@ class Edge:
         self.pipeline.draining = True
         for server in [*self._servers.values(), *self._tls_servers.values()]:
             server.close()
+        log.info(
+            "draining: %d client connections, at most %gs",
+            len(self.connections.connections),
+            self.config.limits.drain_timeout,
+        )
         deadline = asyncio.get_running_loop().time() + self.config.limits.drain_timeout
         while asyncio.get_running_loop().time() < deadline:
             self.connections.close_idle()
@@ -279,6 +317,7 @@ class Edge:
             for origin in all_origins(self.pipeline.runtime.router).values():
                 origin.close_all()
         self.access_log.close()
+        log.info("stopped")
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -319,7 +358,12 @@ class Edge:
 
 async def serve(config: Config, config_path: str | Path | None) -> int:
     edge = Edge(config, config_path)
-    await edge.start(signals=True)
+    try:
+        await edge.start(signals=True)
+    except (ListenError, TlsSetupError) as error:
+        log.error("cannot start: %s", error)
+        await edge.stop()
+        return 1
     await edge.wait_stopped()
     return 0
 

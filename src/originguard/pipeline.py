@@ -533,8 +533,11 @@ class Pipeline:
             failure = result
             if exclude or failure.sent or failure.code not in zone.failover_codes:
                 break
-            self.metrics.failovers.labels(zone.name, str(failure.code.value)).inc()
             exclude.append(origin)
+            picked = zone.select(ex, pool, exclude)
+            if picked is None:  # no other origin: the failure stands, nothing was retried
+                break
+            self.metrics.failovers.labels(zone.name, str(failure.code.value)).inc()
         if failure is None:
             return OriginFailure(OriginError.NO_ORIGIN, "no usable origin", sent=False)
         return failure

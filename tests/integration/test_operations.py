@@ -134,6 +134,31 @@ def test_metrics_count_requests_attempts_failovers_and_rejections(observed: Obse
     assert metric(reply.text, "og_in_flight_requests") == 0
 
 
+def test_a_failure_with_no_other_origin_to_try_is_not_counted_as_a_retry(start_edge) -> None:
+    edge = start_edge(site_config(refused_address()))
+    before = edge.admin("/metrics").text
+    assert edge.get("/alone").status == 521
+    after = edge.admin("/metrics").text
+    assert metric(after, "og_failover_retries_total", zone="site", code="521") == metric(
+        before, "og_failover_retries_total", zone="site", code="521"
+    )
+
+
+def test_a_taken_listen_address_is_a_one_line_error_and_exit_1(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = site_config("127.0.0.1:9", listen=[f"127.0.0.1:{port}"])
+        path = tmp_path / "busy.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = run_cli("serve", "-c", str(path))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_status_lists_zones_pools_and_origins(observed: Observed) -> None:
     edge = observed.edge
     edge.get("/")
