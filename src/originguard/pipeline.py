@@ -353,8 +353,9 @@ class Pipeline:
         claim = cache.collapser.acquire(lookup.key, cache.settings.lock_timeout)
         if isinstance(claim, Follower):
             outcome = await claim.wait()
-            if outcome.kind is Wait.SHARED and outcome.entry is not None:
-                await self._respond_cached(ex, cache, lookup, outcome.entry, CacheStatus.HIT)
+            shared = outcome.entry if outcome.kind is Wait.SHARED else None
+            if shared is not None and cache.is_variant_for(shared, ex):
+                await self._respond_cached(ex, cache, lookup, shared, CacheStatus.HIT)
             else:
                 await self._proxy(ex, zone, runtime, lookup)
             return

@@ -11,7 +11,8 @@ import threading
 import time
 from urllib.parse import quote
 
-from support.client import request
+import pytest
+from support.client import Client, ClientError, build, request
 from support.edge import site_config
 from support.origin import pattern_bytes
 
@@ -152,6 +153,34 @@ def test_concurrent_misses_make_exactly_one_origin_request(start_edge, origin_a)
     assert statuses.count("MISS") == 1 and statuses.count("HIT") == 19
 
 
+def test_a_request_collapsed_behind_another_variant_is_not_given_that_variant(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    target = "/hold/lang.css?vary=Accept-Language"
+    replies: dict[str, object] = {}
+
+    def visitor(language: str) -> None:
+        replies[language] = edge.get(target, headers=[("Accept-Language", language)])
+
+    english = threading.Thread(target=visitor, args=("en",))
+    english.start()
+    origin_a.wait_for_requests(1)
+    french = threading.Thread(target=visitor, args=("fr",))
+    french.start()
+    wait_in_flight(edge, 2)  # fr waits behind en's fill of the same key
+    origin_a.release("lang.css")
+    english.join(10)
+    french.join(10)
+    bodies = {lang: reply.body for lang, reply in replies.items()}  # type: ignore[attr-defined]
+    assert bodies == {
+        "en": b"released lang.css Accept-Language=en",
+        "fr": b"released lang.css Accept-Language=fr",
+    }
+    french_again = edge.get(target, headers=[("Accept-Language", "fr")])
+    assert french_again.header("og-cache-status") == "HIT"
+
+
 def test_stale_while_revalidate_serves_stale_and_refreshes_once_in_the_background(
     start_edge, origin_a
 ) -> None:
@@ -287,6 +316,43 @@ def test_an_unsafe_request_invalidates_the_cached_uri(start_edge, origin_a) -> N
     assert edge.get(target).header("og-cache-status") == "HIT"
     assert edge.request("POST", target, body=b"x").status == 200
     assert edge.get(target).header("og-cache-status") == "MISS"
+
+
+def test_a_post_redirecting_to_the_root_invalidates_only_the_root(start_edge, origin_a) -> None:
+    # RFC 9111 §4.4 invalidates the target and Location URIs themselves, not what lies under
+    # them: a login form posting to / and redirecting to / must not empty the host's cache.
+    edge = start_edge(site_config(origin_a.address))
+    kept = [cacheable(n, "Cache-Control:max-age=300") for n in ("kept.css", "deep/kept.js")]
+    for target in kept:
+        edge.get(target)
+    post = edge.request("POST", cacheable("login", "Location:/", status=302), body=b"x=1")
+    assert post.status == 302
+    assert [edge.get(t).header("og-cache-status") for t in kept] == ["HIT", "HIT"]
+
+
+def test_a_body_cut_short_of_a_content_length_with_trailing_space_is_not_stored(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    for _ in range(2):
+        with Client(edge.port) as client:
+            client.send(build("GET", "/raw/short-spaced-length.css", host="site.test"))
+            with pytest.raises(ClientError, match="body bytes missing"):
+                client.read_reply()
+    assert len(origin_a.requests) == 2
+
+
+def test_origin_trailer_fields_are_neither_relayed_nor_stored(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    replies = [edge.get("/raw/trailers.css") for _ in range(2)]
+    assert [r.header("og-cache-status") for r in replies] == ["MISS", "HIT"]
+    for reply in replies:
+        assert reply.body == b"hello"
+        assert [reply.header(n) for n in ("x-injected", "access-control-allow-origin")] == [
+            None,
+            None,
+        ]
+        assert reply.header("set-cookie") is None
 
 
 def test_an_invalid_location_after_an_unsafe_request_is_ignored(start_edge, origin_a) -> None:

@@ -328,7 +328,9 @@ def test_broken_reply_gives_520_and_is_not_retried(scene: Scene, path: str) -> N
 
 
 @pytest.mark.parametrize(
-    "name", ["cl-and-te", "two-lengths", "bad-length", "bad-status", "nul-in-header", "huge-head"]
+    "name",
+    ["cl-and-te", "two-lengths", "bad-length", "bad-status", "nul-in-header", "huge-head",
+     "status-zero", "gzip-coding"],
 )
 def test_malformed_origin_response_gives_520(scene: Scene, name: str) -> None:
     reply = scene.edge.get(f"/raw/{name}", host="two.test")

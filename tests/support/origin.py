@@ -52,6 +52,16 @@ RAW_RESPONSES = {
     "nul-in-header": b"HTTP/1.1 200 OK\r\nX-A: b\x00c\r\nContent-Length: 5\r\n\r\nhello",
     "huge-head": b"HTTP/1.1 200 OK\r\n" + b"X-Big: " + b"h" * (200 * 1024) + b"\r\n"
     b"Content-Length: 5\r\n\r\nhello",
+    "status-zero": b"HTTP/1.1 000 Zero\r\nContent-Length: 5\r\n\r\nhello",
+    "gzip-coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
+    # Framed as 10 bytes (OWS around a field value is not part of it), cut short at 5.
+    "short-spaced-length.css": b"HTTP/1.1 200 OK\r\nContent-Length: 10 \r\n"
+    b"Cache-Control: max-age=600\r\n\r\nhello",
+    # Trailer fields are not header fields: never relayed, stored or acted on.
+    "trailers.css": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+    b"Cache-Control: max-age=600\r\n\r\n5\r\nhello\r\n0\r\nX-Injected: 1\r\n"
+    b"Access-Control-Allow-Origin: *\r\nSet-Cookie: a=1\r\n\r\n",
 }
 
 
@@ -343,9 +353,14 @@ class Origin:
                 body = f"status {status}".encode()
                 await reply(status, [("content-length", str(len(body)))], body, reason="Set")
         elif route == "hold":
+            # /hold/<name>[?vary=<field>]: answers once released; with vary, a response that
+            # varies on that request field and names its value in the body.
             await self._hold(arg).wait()
-            body = f"released {arg}".encode()
-            await reply(200, [("content-length", str(len(body)))], body)
+            vary = parse_qs(request.target.partition("?")[2]).get("vary", [])
+            extra = [("vary", vary[0])] if vary else []
+            value = f" {vary[0]}={request.header(vary[0].lower())}" if vary else ""
+            body = f"released {arg}{value}".encode()
+            await reply(200, [*extra, ("content-length", str(len(body)))], body)
         elif route == "drop":
             writer.transport.abort()
             return False

@@ -197,6 +197,9 @@ class DiskStore:
     def purge_prefix(self, host: bytes, path_prefix: bytes) -> int:
         return self._settled(self.index.purge_prefix(host, path_prefix))
 
+    def purge_path(self, host: bytes, path: bytes) -> int:
+        return self._settled(self.index.purge_path(host, path))
+
     def purge_tags(self, tags: list[bytes] | tuple[bytes, ...]) -> int:
         return self._settled(self.index.purge_tags(tags))
 

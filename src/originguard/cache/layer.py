@@ -149,6 +149,12 @@ class ZoneCache:
 
     # -- lookup -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def is_variant_for(entry: Entry, ex: Exchange) -> bool:
+        """Whether `entry` is the Vary variant this request selects (a collapsed request waits
+        on the key alone, and the leader may have fetched another variant)."""
+        return not entry.vary or policy.vary_key(entry.vary, ex.head.headers) == entry.variant
+
     def lookup(self, ex: Exchange) -> Lookup:
         head = ex.head
         rule, key_rule, browser_ttl = self._effective(ex)
@@ -458,7 +464,7 @@ class ZoneCache:
         )
         removed = 0
         for target in targets:
-            removed += self.store.purge_prefix(target.host, target.path)
+            removed += self.store.purge_path(target.host, target.path)
         return removed
 
 

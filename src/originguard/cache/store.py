@@ -151,6 +151,16 @@ class MemoryStore:
         ]
         return self._remove_keys(keys)
 
+    def purge_path(self, host: bytes, path: bytes) -> int:
+        """RFC 9111 §4.4 invalidation: every entry of `host` for exactly `path` (any query,
+        any variant), and nothing under it."""
+        keys = [
+            key
+            for key in self._by_host.get(host.lower(), ())
+            if any(e.path == path for e in self._variants[key].values())
+        ]
+        return self._remove_keys(keys)
+
     def purge_tags(self, tags: Iterable[bytes]) -> int:
         """Remove entries carrying any of `tags` (compared case-insensitively)."""
         slots: set[_Slot] = set()

@@ -108,6 +108,11 @@ class TieredStore:
         self._cancel(lambda e: e.host == host and is_under(e.path, path_prefix))
         return self._both(lambda store: store.purge_prefix(host, path_prefix))
 
+    def purge_path(self, host: bytes, path: bytes) -> int:
+        host = host.lower()
+        self._cancel(lambda e: e.host == host and e.path == path)
+        return self._both(lambda store: store.purge_path(host, path))
+
     def purge_tags(self, tags: Iterable[bytes]) -> int:
         wanted = tuple(tag.strip().lower() for tag in tags)
         self._cancel(lambda e: any(tag in e.tags for tag in wanted))

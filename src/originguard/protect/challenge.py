@@ -229,7 +229,10 @@ async def _read_form(ex: Exchange) -> dict[str, str]:
         if size > MAX_FORM:
             raise BodyError(413, "challenge form too large")
         parts.append(data)
-    fields = parse_qs(b"".join(parts).decode("latin-1"), max_num_fields=8)
+    try:
+        fields = parse_qs(b"".join(parts).decode("latin-1"), max_num_fields=8)
+    except ValueError as error:  # more fields than any challenge form has
+        raise BodyError(400, "challenge form has too many fields") from error
     return {name: values[0] for name, values in fields.items()}
 
 

@@ -30,8 +30,8 @@ class _ExtraResponse(Exception):
     """Raised inside the parser to stop at bytes that follow a complete response."""
 
 
-class _HeadTooLarge(Exception):
-    """Raised inside the parser for a response head over the limits (a 520)."""
+class _BadResponse(Exception):
+    """Raised inside the parser for a response head the edge cannot relay (a 520)."""
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
@@ -212,8 +212,8 @@ class OriginConnection(asyncio.Protocol):
             if not self._complete:
                 self._chunks = []
                 self._head = None
-                if isinstance(error.__context__, _HeadTooLarge):
-                    detail = "response head too large"
+                if isinstance(error.__context__, _BadResponse):
+                    detail = str(error.__context__)
                 else:
                     detail = f"invalid response: {error}"
                 self._failed(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
@@ -274,19 +274,28 @@ class OriginConnection(asyncio.Protocol):
             # A head that arrives in one read is complete before data_received can look at
             # its size, so it is measured here (only when the read was large enough to hold
             # a head over the limit).
-            raise _HeadTooLarge
+            raise _BadResponse("response head too large")
+        if status < 100 or status > 599:
+            raise _BadResponse(f"invalid status code {status}")
         content_length = None
         chunked = has_connection = False
         for name, value in headers:
             if name == b"content-length":
-                content_length = parse_decimal(value)
+                # llhttp framed the body by this value (duplicates and lists are its errors);
+                # reading it differently would take a short body for a close-delimited one.
+                content_length = parse_decimal(value.strip(b" \t"))
+                if content_length is None:
+                    raise _BadResponse("invalid Content-Length")
             elif name == b"transfer-encoding":
-                # Only a final "chunked" frames the body; any other coding is read until
-                # the connection closes (RFC 9112 §6.3).
-                chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+                # The edge re-frames the body and drops this field, so a coding other than
+                # chunked alone (gzip, chunked) would reach the client undecodable.
+                if value.strip(b" \t").lower() != b"chunked":
+                    raise _BadResponse("unsupported transfer coding")
+                chunked = True
             elif name == b"connection":
                 # "keep-alive" and "close" name nothing that is not dropped anyway.
                 has_connection = has_connection or value.lower() not in _PLAIN_CONNECTION
+        self._headers = []  # a chunked body's trailer fields land here and are dropped
         self._head = ResponseHead(
             status=status,
             headers=headers,

@@ -93,6 +93,16 @@ def test_purge_by_prefix_takes_the_path_and_everything_under_it_with_any_query()
     assert store.get(b"4") is not None and store.get(b"5") is not None
 
 
+def test_invalidation_by_path_takes_that_path_with_any_query_and_nothing_under_it():
+    store = MemoryStore(max_bytes=10_000)
+    store.put(entry(b"1", path=b"/"))
+    store.put(entry(b"2", path=b"/"))  # e.g. /?page=2
+    store.put(entry(b"3", path=b"/app.css"))
+    store.put(entry(b"4", path=b"/deep/b.js"))
+    assert store.purge_path(b"Example.com", b"/") == 2
+    assert store.get(b"3") is not None and store.get(b"4") is not None
+
+
 def test_purge_by_host_and_everything():
     store = MemoryStore(max_bytes=10_000)
     store.put(entry(b"1"))

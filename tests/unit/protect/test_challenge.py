@@ -179,3 +179,5 @@ def test_verify_wants_a_post_with_a_small_body() -> None:
     assert get.status == 405
     big, _ = _verify(b"token=" + b"x" * 5000, clock)
     assert big.status == 400
+    crowded, _ = _verify(b"&".join(b"a%d=1" % i for i in range(10)), clock)
+    assert crowded.status == 400
