@@ -72,7 +72,11 @@ main.add_command(origin)
     "--token-env", default="OG_ADMIN_TOKEN", show_default=True,
     help="Environment variable holding the admin token.",
 )
-@click.option("--url", "files", multiple=True, help="Purge one URL (repeatable).")
+@click.option(
+    "--url", "files", multiple=True,
+    help="Purge one URL with all its variants, e.g. https://shop.example.com/app.css; "
+    "the scheme is part of the cache key (repeatable).",
+)
 @click.option("--prefix", "prefixes", multiple=True, help="host/path prefix (repeatable).")
 @click.option("--host", "hosts", multiple=True, help="Every object of a host (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="Objects carrying a Cache-Tag (repeatable).")
@@ -105,13 +109,21 @@ def purge(
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=30) as reply:
-            click.echo(reply.read().decode())
+            answer = reply.read().decode()
     except urllib.error.HTTPError as error:
         click.echo(f"purge refused ({error.code}): {error.read().decode()}", err=True)
+        if error.code == 401 and not token:
+            click.echo(f"hint: ${token_env} is not set in this shell", err=True)
         sys.exit(1)
     except OSError as error:
         click.echo(f"cannot reach the admin API at {admin_url}: {error}", err=True)
         sys.exit(2)
+    click.echo(answer)
+    if files and json.loads(answer).get("removed") == 0:
+        click.echo(
+            "hint: nothing was cached under those URLs; http:// and https:// are cached apart",
+            err=True,
+        )
 
 
 def _load_or_exit(config_path: str):  # type: ignore[no-untyped-def]

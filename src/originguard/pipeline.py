@@ -54,9 +54,11 @@ log = logging.getLogger("originguard.pipeline")
 REPLAY_LIMIT = 64 * 1024
 _RAY_MASK = (1 << 64) - 1
 
-# Response fields the origin may not pass to visitors (spec §2.3).
+# Response fields the origin may not pass to visitors (spec §2.3). Server names the origin's
+# software: hidden, as nginx and Cloudflare do; the edge sends its own.
 _ORIGIN_ONLY = frozenset(
     {
+        b"server",
         b"content-length",
         b"x-accel-buffering",
         b"x-accel-charset",
@@ -951,10 +953,13 @@ class Pipeline:
 
 def _tail(ray: str, keep_alive: bool, version: bytes) -> bytes:
     if not keep_alive:
-        return b"og-ray: %s\r\nconnection: close\r\n\r\n" % ray.encode()
+        return b"server: originguard\r\nog-ray: %s\r\nconnection: close\r\n\r\n" % ray.encode()
     if version == b"1.0":
-        return b"og-ray: %s\r\nconnection: keep-alive\r\n\r\n" % ray.encode()
-    return b"og-ray: %s\r\n\r\n" % ray.encode()
+        return (
+            b"server: originguard\r\nog-ray: %s\r\nconnection: keep-alive\r\n\r\n"
+            % ray.encode()
+        )
+    return b"server: originguard\r\nog-ray: %s\r\n\r\n" % ray.encode()
 
 
 def _client_headers(response: ResponseHead) -> Headers:

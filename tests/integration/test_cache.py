@@ -70,6 +70,15 @@ def test_static_file_is_a_miss_then_a_hit_and_the_origin_sees_one_request(
     assert seen(origin_a, "app.css") == 1
 
 
+def test_the_origin_server_header_never_reaches_visitors(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    stored = cacheable("srv.css", "Cache-Control:max-age=300", "Server:Apache/2.4.1 (Unix)")
+    dynamic = cacheable("srv.html", "Server:Apache/2.4.1 (Unix)")
+    replies = [edge.get(stored), edge.get(stored), edge.get(dynamic), edge.get("/", host="x.test")]
+    assert [r.header("og-cache-status") for r in replies[:3]] == ["MISS", "HIT", "DYNAMIC"]
+    assert [r.header_values("server") for r in replies] == [["originguard"]] * 4
+
+
 def test_html_is_dynamic_by_default_and_always_reaches_the_origin(start_edge, origin_a) -> None:
     edge = start_edge(site_config(origin_a.address))
     target = cacheable("page.html", "Cache-Control:max-age=300")

@@ -209,6 +209,31 @@ def test_admin_token_is_required_when_configured(start_edge, origin_a) -> None:
 # -- SIGHUP reload ------------------------------------------------------------------------------
 
 
+def test_purge_command_removes_a_url_and_explains_a_miss_or_a_missing_token(
+    start_edge, origin_a
+) -> None:
+    config = site_config(origin_a.address)
+    config["admin"]["token"] = "${OG_TEST_ADMIN_TOKEN}"
+    edge = start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+    edge.get("/cacheable/p.css?h=Cache-Control:max-age%3D300")
+    admin = f"http://127.0.0.1:{edge.admin_port}"
+    env = {**os.environ, "OG_ADMIN_TOKEN": TOKEN}
+    url = "site.test/cacheable/p.css?h=Cache-Control:max-age%3D300"
+
+    anonymous = run_cli("purge", "--admin", admin, "--url", f"http://{url}",
+                        env={k: v for k, v in env.items() if k != "OG_ADMIN_TOKEN"})
+    other_scheme = run_cli("purge", "--admin", admin, "--url", f"https://{url}", env=env)
+    purged = run_cli("purge", "--admin", admin, "--url", f"http://{url}", env=env)
+
+    assert anonymous.returncode == 1 and "OG_ADMIN_TOKEN is not set" in anonymous.stderr
+    assert other_scheme.returncode == 0 and json.loads(other_scheme.stdout)["removed"] == 0
+    assert "http:// and https:// are cached apart" in other_scheme.stderr
+    assert purged.returncode == 0 and json.loads(purged.stdout)["removed"] == 1
+    assert edge.get("/cacheable/p.css?h=Cache-Control:max-age%3D300").header(
+        "og-cache-status"
+    ) == "MISS"
+
+
 def test_valid_reload_swaps_origins_without_dropping_an_in_flight_request(
     start_edge, origin_a, origin_b
 ) -> None:

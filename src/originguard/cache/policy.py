@@ -376,8 +376,8 @@ _HOP_BY_HOP = frozenset(
 
 def storable_headers(resp_headers: Headers, decision: Storable) -> Headers:
     """The header fields to store: without hop-by-hop fields, fields named in Connection,
-    and the decision's stripped fields."""
-    drop = set(_HOP_BY_HOP) | decision.strip_fields
+    the origin's Server (never shown to visitors), and the decision's stripped fields."""
+    drop = set(_HOP_BY_HOP) | decision.strip_fields | {b"server"}
     for line in values(resp_headers, b"connection"):
         drop.update(name.lower() for name in split_list(line))
     return [(name, value) for name, value in resp_headers if name not in drop]
