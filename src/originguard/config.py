@@ -190,6 +190,13 @@ class ListenAddress:
     def parse(cls, value: object) -> ListenAddress:
         if isinstance(value, ListenAddress):
             return value
+        bare_port = isinstance(value, int) and not isinstance(value, bool)
+        if bare_port or (isinstance(value, str) and value.startswith(":")):
+            port = str(value).lstrip(":")
+            raise ValueError(
+                f"give the address too: '0.0.0.0:{port}' (every IPv4 address), "
+                f"'[::]:{port}' (IPv6) or '127.0.0.1:{port}' (this machine only)"
+            )
         if not isinstance(value, str):
             raise ValueError(f"expected a 'host:port' string, got {type(value).__name__}")
         host, port = _split_host_port(value, allow_zero_port=True)
@@ -215,7 +222,7 @@ class ListenAddress:
 
 def _one_or_many(value: object) -> object:
     """Let a list field be written as a single item."""
-    return [value] if isinstance(value, str) else value
+    return [value] if isinstance(value, (str, int)) else value
 
 
 def _no_duplicates(values: Iterable[object], what: str, *, field: FieldPath = ()) -> None:
@@ -240,6 +247,9 @@ def _check_node_id(node_id: str) -> str:
 
 def _check_zone_hostname(name: str) -> str:
     """An exact host name or ``*.`` followed by one; never an IP address or ``host:port``."""
+    if "/" in name:
+        host = name.split("://", 1)[-1].split("/", 1)[0]
+        raise ValueError(f"{name!r}: give the host name alone, without scheme or path: {host!r}")
     if ":" in name or _is_ip(name):
         raise ValueError(f"{name!r}: zones match host names; give a name without port or IP")
     if name.startswith("*."):

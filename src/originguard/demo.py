@@ -137,7 +137,8 @@ Try, in another terminal:
   for i in 1 2 3 4; do curl -s {edge}/ | head -1; done
   kill {origins["a"].pid}                         # stop origin a ...
   for i in 1 2 3 4; do curl -s {edge}/ | head -1; done    # ... every request still answered, by b
-  curl -s http://{admin}/health                      # within ~2 s the health check marks a down
+  sleep 3; curl -s 'http://{admin}/health?results=0' | python3 -m json.tool \
+    | grep -E '"(address|health|failure_reason)"'   # the 2 s health check has marked a down
   kill {origins["b"].pid}                         # stop b too: the edge answers a clean 521 page
   curl -i {edge}/
   curl -s http://{admin}/metrics | grep og_          # requests, origin attempts, failovers

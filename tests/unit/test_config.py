@@ -273,6 +273,12 @@ def test_hostnames_must_be_dns_names_with_at_most_a_leading_wildcard_label(hostn
     assert message.startswith("edge.yaml:3: zones.0.hostnames.0: ")
 
 
+def test_a_hostname_written_as_a_url_is_told_to_drop_scheme_and_path() -> None:
+    [message] = errors_of("zones:\n" + zone("a", "https://www.example.com/shop"))
+
+    assert message.endswith("without scheme or path: 'www.example.com'")
+
+
 def test_failover_codes_must_be_connect_failure_codes() -> None:
     [message] = errors_of(
         MINIMAL.replace("    pools:", "    failover_codes: [522, 524]\n    pools:")
@@ -303,6 +309,16 @@ def test_malformed_listen_addresses_are_rejected(listen: str) -> None:
     [message] = errors_of(MINIMAL + f'listen: "{listen}"\n')
 
     assert message.startswith("edge.yaml:8: listen.0: ")
+
+
+@pytest.mark.parametrize("listen", ["8080", '":8080"'])
+def test_a_bare_port_is_told_which_addresses_to_write(listen: str) -> None:
+    [message] = errors_of(MINIMAL + f"listen: {listen}\n")
+
+    assert message == (
+        "edge.yaml:8: listen.0: give the address too: '0.0.0.0:8080' (every IPv4 address), "
+        "'[::]:8080' (IPv6) or '127.0.0.1:8080' (this machine only)"
+    )
 
 
 def test_origin_address_is_parsed_into_host_and_port() -> None:
