@@ -14,7 +14,7 @@ from pathlib import Path
 
 from originguard.admin.api import AdminServer
 from originguard.cache.layer import SharedCache, ZoneCache
-from originguard.config import Config, ConfigError, ListenAddress, load
+from originguard.config import Config, ConfigError, ListenAddress, host_port, load
 from originguard.health.service import build_health
 from originguard.http.server import ClientConnection, ConnectionRegistry
 from originguard.native import HOT_MODULES, compiled_in_use, stale_extensions
@@ -152,10 +152,10 @@ class Edge:
         _log_hot_path()
         if self._tls_servers:
             tls_bound = [s.getsockname()[:2] for v in self._tls_servers.values() for s in v.sockets]
-            log.info("originguard TLS listening on %s", ", ".join(f"{h}:{p}" for h, p in tls_bound))
+            log.info("originguard TLS listening on %s", ", ".join(map(host_port, tls_bound)))
         log.info(
             "originguard listening on %s, admin on %s",
-            ", ".join(f"{h}:{p}" for h, p in self.bound),
+            ", ".join(map(host_port, self.bound)),
             self._admin.address,
         )
 

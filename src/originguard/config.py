@@ -179,6 +179,12 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def host_port(address: tuple[str, int]) -> str:
+    """``host:port``, with an IPv6 host in brackets."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class ListenAddress:
     """A local address to accept connections on; port 0 asks the OS for a free port."""
@@ -192,10 +198,10 @@ class ListenAddress:
             return value
         bare_port = isinstance(value, int) and not isinstance(value, bool)
         if bare_port or (isinstance(value, str) and value.startswith(":")):
-            port = str(value).lstrip(":")
+            given = str(value).lstrip(":")
             raise ValueError(
-                f"give the address too: '0.0.0.0:{port}' (every IPv4 address), "
-                f"'[::]:{port}' (IPv6) or '127.0.0.1:{port}' (this machine only)"
+                f"give the address too: '0.0.0.0:{given}' (every IPv4 address), "
+                f"'[::]:{given}' (IPv6) or '127.0.0.1:{given}' (this machine only)"
             )
         if not isinstance(value, str):
             raise ValueError(f"expected a 'host:port' string, got {type(value).__name__}")
@@ -207,8 +213,7 @@ class ListenAddress:
         return _is_loopback(self.host)
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return host_port((self.host, self.port))
 
     @classmethod
     def __get_pydantic_core_schema__(

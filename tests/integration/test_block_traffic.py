@@ -112,6 +112,16 @@ def test_an_allowed_address_inside_a_blocked_range_gets_through_and_skips_rules(
     assert get(edge, "/admin/panel", "198.51.100.7").status == 200  # custom rules skipped
 
 
+def test_an_ipv4_address_written_as_ipv4_mapped_ipv6_meets_the_ipv4_rules(
+    edge: Edge, origin: Origin
+) -> None:
+    # Dual-stack proxies report IPv4 clients as ::ffff:a.b.c.d.
+    assert get(edge, "/mapped", "::ffff:198.51.100.66").status == 403
+    assert get(edge, "/admin/mapped", "::ffff:192.0.2.9").status == 200  # $office
+    assert get(edge, "/admin/mapped", "::ffff:203.0.113.9").status == 403
+    assert [r.header("og-connecting-ip") for r in origin.requests] == ["192.0.2.9"]
+
+
 # -- custom rules ------------------------------------------------------------------------------
 
 

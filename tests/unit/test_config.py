@@ -5,7 +5,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from originguard import config_reference
-from originguard.config import Config, ConfigError, ListenAddress, dump, load, loads
+from originguard.config import Config, ConfigError, ListenAddress, dump, host_port, load, loads
 
 MINIMAL = """\
 zones:
@@ -296,6 +296,10 @@ def test_ipv6_listen_addresses_are_bracketed_host_port() -> None:
         ("2001:db8::1", 443),
     ]
     assert [str(a) for a in config.listen] == ["[::1]:8080", "0.0.0.0:80", "[2001:db8::1]:443"]
+
+
+def test_addresses_print_an_ipv6_host_in_brackets() -> None:
+    assert [host_port(a) for a in [("::", 80), ("127.0.0.1", 80)]] == ["[::]:80", "127.0.0.1:80"]
 
 
 def test_a_single_listen_string_is_a_list_of_one() -> None:

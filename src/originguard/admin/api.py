@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from originguard.cache.purge import PurgeError, parse_request, purge, summary
-from originguard.config import ListenAddress
+from originguard.config import ListenAddress, host_port
 from originguard.health.service import find_health
 from originguard.protect.waiting_room.admin import add_routes as add_waiting_room_routes
 
@@ -150,7 +150,7 @@ def status_document(edge: Edge) -> dict[str, Any]:
         )
     return {
         "node_id": runtime.node_id,
-        "listen": [f"{h}:{p}" for h, p in edge.bound],
+        "listen": [host_port(address) for address in edge.bound],
         "config_loaded_at": time.strftime(
             "%Y-%m-%dT%H:%M:%SZ", time.gmtime(edge.loaded_at)
         ),

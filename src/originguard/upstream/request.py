@@ -56,9 +56,12 @@ def client_ip(peer_ip: str, head: RequestHead, trusted: Sequence[IpNetwork]) -> 
             hops.extend(split_list(value))
     for hop in reversed(hops):
         try:
-            address = str(ipaddress.ip_address(hop.decode("ascii")))
+            parsed = ipaddress.ip_address(hop.decode("ascii"))
         except (ValueError, UnicodeDecodeError):
             return peer_ip
+        if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+            parsed = parsed.ipv4_mapped  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+        address = str(parsed)
         if not is_trusted(address, trusted):
             return address
     return peer_ip

@@ -231,6 +231,8 @@ def test_wildcard_matches_whole_values_and_strict_is_case_sensitive(
         ('url_decode("%2Fa%20b+c") eq "/a b c"', True),
         ('url_decode("%252F") eq "%2F"', True),
         ('url_decode("%252F", "r") eq "/"', True),
+        ('url_decode("%' + "25" * 7 + '41", "r") eq "A"', True),  # 8 passes: the limit
+        ('url_decode("%' + "25" * 20 + '41", "r") eq "%' + "25" * 12 + '41"', True),
         ('url_decode("%u0041", "u") eq "A"', True),
         ('any(url_decode(http.request.uri.args["q"][*]) eq "red apples")', True),
         (

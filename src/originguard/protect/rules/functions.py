@@ -138,6 +138,11 @@ def _quantifier(name: str, reduce: Callable[[Any], bool]) -> Builder:
     return build
 
 
+# "r" stops after this many passes: each is linear, but "%2525...41" needs one per level, so
+# unbounded repetition let one request cost seconds (quadratic in its length).
+MAX_DECODE_PASSES = 8
+
+
 def _url_decode(call: Call, args: list[Val]) -> Val:
     # url_decode(source[, options]): "+" and %XX decode; option "r" repeats until stable,
     # option "u" also decodes %uXXXX (to UTF-8 bytes, shown latin-1 like every string).
@@ -150,8 +155,10 @@ def _url_decode(call: Call, args: list[Val]) -> Val:
 
     def decode(s: str) -> str:
         out = _percent_decode(s, unicode)
-        while recursive and out != s:
+        passes = 1
+        while recursive and out != s and passes < MAX_DECODE_PASSES:
             s, out = out, _percent_decode(out, unicode)
+            passes += 1
         return out
 
     return lift(subject, decode, STRING)
