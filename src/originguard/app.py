@@ -230,6 +230,20 @@ class Edge:
                 log.error("reload rejected: %s", error)
                 self.metrics.reloads.labels("rejected").inc()
                 return False
+            except Exception:  # a bug in a validator must not kill the running edge
+                log.exception("reload rejected: %s could not be read", self.config_path)
+                self.metrics.reloads.labels("rejected").inc()
+                return False
+        if config.admin.listen != self.config.admin.listen:
+            # The admin API stays where it was bound, so its token rule must stay too: a config
+            # that moves it (say public with a token -> loopback without) would open it.
+            log.error(
+                "reload rejected: admin.listen changed (%s -> %s); restart to move the admin API",
+                self.config.admin.listen,
+                config.admin.listen,
+            )
+            self.metrics.reloads.labels("rejected").inc()
+            return False
         old_runtime = self.pipeline.runtime
         old_origins = all_origins(old_runtime.router)
         try:

@@ -104,7 +104,7 @@ def purge(
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    token = os.environ.get(token_env)
+    token = os.environ.get(token_env, "").strip()  # a trailing newline from `echo` or a file
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:

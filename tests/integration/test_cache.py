@@ -290,6 +290,22 @@ def test_a_range_miss_is_cut_from_a_large_streamed_body(start_edge, origin_a) ->
     assert suffix.header("og-cache-status") == "HIT" and suffix.body == pattern_bytes(size)[-10:]
 
 
+def test_a_body_larger_than_the_memory_tier_streams_whole_and_is_not_stored(
+    start_edge, origin_a
+) -> None:
+    # No disk tier: the memory tier's size bounds what can be kept, whatever the zone allows.
+    rule = {"name": "big", "when": {"path_prefix": ["/bytes/", "/chunked/"]}, "cache": True,
+            "edge_ttl": "1h"}
+    zone = {"cache": {"rules": [rule]}}
+    edge = start_edge(site_config(origin_a.address, zone=zone, cache={"memory": "1MB"}))
+    size = 2 * 1000 * 1000
+    for target in (f"/bytes/{size}", f"/chunked/{size}"):  # length known up front, and not
+        replies = [edge.get(target) for _ in range(2)]
+        assert [len(r.body) for r in replies] == [size, size], target
+        assert all(r.body == pattern_bytes(size) for r in replies)
+        assert sum(1 for r in origin_a.requests if r.target == target) == 2
+
+
 def test_a_range_miss_gets_the_full_200_when_the_range_cannot_be_cut(start_edge, origin_a) -> None:
     edge = start_edge(site_config(origin_a.address))
     several = edge.get(

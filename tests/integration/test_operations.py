@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 import yaml
-from support.client import Client, ClientError, build
+from support.client import Client, ClientError, build, request
 from support.edge import Edge, run_cli, site_config
 from support.origin import Origin, refused_address
 
@@ -202,6 +202,13 @@ def test_admin_token_is_required_when_configured(start_edge, origin_a) -> None:
     assert "og_requests" not in anonymous.text
     assert wrong.status == 401
     assert right.status == 200
+    with Client(edge.admin_port) as client:  # bytes that are not UTF-8: still a plain 401
+        client.send(b"GET /status HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xff\xfe\r\n\r\n")
+        assert client.read_reply().status == 401
+    nested = request(edge.admin_port, "POST", "/purge", host="127.0.0.1",
+                     headers=[("Authorization", f"Bearer {TOKEN}")],
+                     body=b"[" * 100_000 + b"]" * 100_000)
+    assert nested.status == 400
     assert json.loads(right.body)["zones"][0]["name"] == "site"
     assert health.status == 200
 
@@ -319,6 +326,22 @@ def test_invalid_reload_is_logged_with_file_and_line_and_changes_nothing(
     assert reply.status == 200
     assert reply.header("x-origin") == "a"
     assert metric(edge.admin("/metrics").text, "og_config_reloads_total", result="rejected") == 1
+
+
+def test_a_reload_that_moves_the_admin_api_is_rejected_and_the_token_still_holds(
+    start_edge, origin_a
+) -> None:
+    config = site_config(origin_a.address)
+    config["admin"]["token"] = "${OG_TEST_ADMIN_TOKEN}"
+    edge = start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+    moved = site_config(origin_a.address)
+    moved["admin"] = {"listen": "127.0.0.2:0"}  # loopback: valid without a token
+
+    edge.reload(yaml.safe_dump(moved))
+
+    edge.wait_for_stderr(r"reload rejected: admin.listen changed")
+    assert edge.admin("/status").status == 401
+    assert edge.admin("/status", token=TOKEN).status == 200
 
 
 def test_reload_with_broken_yaml_changes_nothing(start_edge, origin_a) -> None:

@@ -60,7 +60,8 @@ class AdminServer:
         if token is None or request.path in OPEN_PATHS:
             return await handler(request)
         expected = f"Bearer {token.get_secret_value()}".encode()
-        given = request.headers.get("Authorization", "").encode()
+        # aiohttp decodes field values as UTF-8 with surrogates for invalid bytes: keep them.
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, expected):
             return web.json_response(
                 {"error": "missing or wrong admin token"},
@@ -87,7 +88,7 @@ class AdminServer:
             return web.json_response({"error": "no cache configured"}, status=409)
         try:
             document = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
             return web.json_response({"error": "the body must be a JSON object"}, status=400)
         if not isinstance(document, dict):
             return web.json_response({"error": "the body must be a JSON object"}, status=400)

@@ -77,6 +77,8 @@ class TieredStore:
     def begin(self, template: Entry, limit: int, expected: int | None = None) -> Writer | None:
         """A Writer for the body of `template` (whose own body is ignored), refusing bodies
         over `limit` bytes; None when `expected` (Content-Length) is already over it."""
+        if self.disk is None:
+            limit = min(limit, self.memory.max_object_size)  # nowhere else to keep it
         if expected is not None and expected > limit:
             return None
         writer = Writer(self, template, limit)
@@ -168,8 +170,11 @@ class Writer:
             return True
         try:
             if self._fd < 0:
-                assert self.store.disk is not None
-                self._fd, self._temp = self.store.disk.temp_file()
+                disk = self.store.disk
+                if disk is None:  # over the memory tier's limit (begin() keeps this rare)
+                    self.abort()
+                    return False
+                self._fd, self._temp = disk.temp_file()
             if self._buffered >= WRITE_BATCH:
                 self._flush()
         except OSError as error:

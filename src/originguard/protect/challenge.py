@@ -26,6 +26,7 @@ import hmac
 import html
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ MAX_FORM = 4096
 LEVELS = {"js_challenge": 1, "challenge": 2}
 # A key for zones without a configured secret: random per process, kept across reloads.
 _PROCESS_SECRET = os.urandom(32)
+_DIGITS = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes "²", int() refuses it
 
 
 def client_key(view: RequestView) -> str:
@@ -111,7 +113,7 @@ class Challenger:
     def check_token(self, token: str, view: RequestView, now: float) -> str | None:
         """The kind of a genuine, fresh token issued to this client, else None."""
         parts = token.split(".")
-        if len(parts) != 4 or parts[0] not in LEVELS or not parts[1].isdigit():
+        if len(parts) != 4 or parts[0] not in LEVELS or not _DIGITS.fullmatch(parts[1]):
             return None
         kind, issued, salt, mac = parts
         expected = self._mac("challenge", kind, issued, salt, client_key(view), _user_agent(view))
@@ -133,7 +135,7 @@ class Challenger:
         best = 0
         for value in cookies:
             parts = value.split(".")
-            if len(parts) != 3 or parts[0] not in ("1", "2") or not parts[1].isdigit():
+            if len(parts) != 3 or parts[0] not in ("1", "2") or not _DIGITS.fullmatch(parts[1]):
                 continue
             level, expires, mac = parts
             if int(expires) <= now:
@@ -191,7 +193,7 @@ class Challenger:
         kind = self.check_token(form.get("token", ""), view, now)
         if kind == "js_challenge":
             nonce = form.get("nonce", "")
-            if not nonce.isdigit() or len(nonce) > 12 or not self._proves(form["token"], nonce):
+            if not _DIGITS.fullmatch(nonce) or not self._proves(form["token"], nonce):
                 kind = None
         if kind is None:
             return self.page(ex, view, "js_challenge", now), "failed"

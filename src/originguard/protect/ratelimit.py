@@ -19,6 +19,7 @@ The key is built from the client address the pipeline settled on, so a spoofed
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,7 @@ from originguard.protect.verdict import (
 from originguard.state.base import WindowCounter, seconds_until_below
 
 MISSING = "\x00"  # a header, cookie or argument that is absent (not the same as empty)
+MAX_PLAIN_KEY = 96  # longer characteristic values are counted under their digest
 Characteristic = Callable[[RequestView], str]
 
 
@@ -85,7 +87,12 @@ class CompiledLimit:
     response: BlockResponse | None
 
     def key(self, zone: str, view: RequestView) -> str:
-        return "\x1f".join((zone, self.name, *(read(view) for read in self.characteristics)))
+        values = "\x1f".join([read(view) for read in self.characteristics])
+        if len(values) > MAX_PLAIN_KEY:
+            # A client-chosen header value must not make every counter as large as itself.
+            digest = hashlib.blake2b(values.encode("utf-8", "surrogatepass"), digest_size=16)
+            values = digest.hexdigest()
+        return f"{zone}\x1f{self.name}\x1f{values}"
 
 
 def compile_limits(rules: Sequence[RateLimitRule], lists: NamedLists) -> tuple[CompiledLimit, ...]:

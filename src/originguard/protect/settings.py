@@ -392,6 +392,19 @@ class SecuritySettings(_Section):
             seen.add(rule.name)
         return rules
 
+    @model_validator(mode="after")
+    def _geoip_for_country_and_asn(self) -> SecuritySettings:
+        # Without the database every lookup is unknown: such a rule would silently never match.
+        needs = {"country": self.geoip.country_database, "asn": self.geoip.asn_database}
+        for index, rule in enumerate(self.ip_access):
+            if rule.target in needs and needs[rule.target] is None:
+                database = "country_database" if rule.target == "country" else "asn_database"
+                raise _at(
+                    ("ip_access", index, "target"),
+                    f"a {rule.target} rule needs geoip.{database} (it could never match)",
+                )
+        return self
+
     @property
     def is_active(self) -> bool:
         return bool(self.ip_access or self.rules or self.rate_limits or self.under_attack)

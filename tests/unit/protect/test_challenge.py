@@ -79,6 +79,12 @@ def test_a_forged_or_relevelled_clearance_fails() -> None:
     other = Challenger("site", b"x" * 32, 1800, 8)
     assert not other.is_cleared("js_challenge", with_cookie(value), NOW)
     assert not CHALLENGER.is_cleared("js_challenge", with_cookie("garbage"), NOW)
+    # Latin-1 superscript two (str.isdigit() says yes, int() says no), and a huge expiry.
+    for expiry in (b"\xb2", b"9" * 5000):
+        cookie = b"%s=1.%s.%s" % (COOKIE.encode(), expiry, mac.encode())
+        odd = request_view(make_exchange("/", headers=[(b"cookie", cookie)]), None)
+        assert not CHALLENGER.is_cleared("js_challenge", odd, NOW)
+    assert CHALLENGER.check_token("js_challenge.\u00b2.salt.mac", view(), NOW) is None
 
 
 def test_tokens_check_and_expire() -> None:

@@ -9,6 +9,7 @@ import random
 import pytest
 from exchanges import Clock, build, event_count, finish, guard, make_exchange
 
+from originguard.protect.ratelimit import CompiledLimit
 from originguard.state.base import WindowSample, seconds_until_below
 from originguard.state.memory import MemoryWindowCounter
 
@@ -115,6 +116,21 @@ rate_limits:
     assert statuses(security, clock, 1, headers=[(b"x-api-key", b"k1")], client_ip="192.0.2.9") == [
         429
     ]
+
+
+def test_a_long_characteristic_value_is_counted_under_a_digest_of_bounded_size() -> None:
+    limit = CompiledLimit(
+        "per key", lambda view: True, None,
+        (lambda view: "k" * 29_000,), 10.0, 1, 0.0, "block", None,
+    )  # fmt: skip
+    other = CompiledLimit(
+        "per key", lambda view: True, None,
+        (lambda view: "k" * 28_999 + "j",), 10.0, 1, 0.0, "block", None,
+    )  # fmt: skip
+    key = limit.key("site", None)  # type: ignore[arg-type]
+    assert len(key) < 64 and key.startswith("site\x1fper key\x1f")
+    assert key != other.key("site", None)  # type: ignore[arg-type]
+    assert limit.key("site", None) == key  # type: ignore[arg-type]
 
 
 def test_mitigation_timeout_blocks_every_request_of_the_key_until_it_ends() -> None:

@@ -139,3 +139,15 @@ def test_managed_challenge_is_accepted_everywhere_and_read_as_js_challenge() -> 
     assert security.ip_access[0].mode == "js_challenge"
     assert security.rules[0].action == "js_challenge"
     assert security.rate_limits[0].action == "js_challenge"
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "database"),
+    [("country", "XX", "country_database"), ("asn", "AS13335", "asn_database")],
+)
+def test_a_country_or_asn_rule_without_its_geoip_database_is_an_error(
+    target: str, value: str, database: str
+) -> None:
+    message = errors(f"ip_access:\n  - {{target: {target}, value: {value}, mode: block}}\n")
+    assert "zones.0.security.ip_access.0.target:" in message
+    assert f"needs geoip.{database}" in message

@@ -6,6 +6,7 @@ import pytest
 
 from originguard.protect.rules import RuleSyntaxError, RuleTypeError, compile_expression
 from originguard.protect.rules.matchers import MAX_PATTERN_LENGTH
+from originguard.protect.rules.program import compile_rule_set
 
 
 @pytest.mark.parametrize(
@@ -99,3 +100,23 @@ def test_regex_whose_program_is_too_large_is_rejected() -> None:
 def test_a_list_of_strings_cannot_be_used_against_an_ip_field() -> None:
     with pytest.raises(RuleTypeError, match=r"list \$bots cannot be used with an IP address"):
         compile_expression("ip.src in $bots", {"bots": ["curl"]})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 33 + 'http.host eq "a"' + ")" * 33,
+        "not " * 33 + 'http.host eq "a"',
+        "lower(" * 33 + "http.host" + ")" * 33 + ' eq "a"',
+        "(" * 5000 + 'http.host eq "a"' + ")" * 5000,  # never a RecursionError
+    ],
+    ids=["groups", "nots", "calls", "very-deep"],
+)
+def test_nesting_deeper_than_the_limit_is_a_syntax_error(text: str) -> None:
+    with pytest.raises(RuleSyntaxError, match="nested more than 32 levels deep"):
+        compile_expression(text)
+
+
+def test_nesting_up_to_the_limit_compiles_into_a_rule_set() -> None:
+    deepest = "not " * 16 + "(" * 16 + 'http.host eq "a"' + ")" * 16
+    assert compile_rule_set([deepest]).first_match is not None

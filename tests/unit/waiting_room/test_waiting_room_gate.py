@@ -430,6 +430,25 @@ def test_reload_keeps_room_state_and_overrides() -> None:
     assert reloaded in second.response_filters and len(second.services) == 1
 
 
+def test_a_limit_override_that_conflicts_with_a_reloaded_config_is_dropped_not_the_reload() -> None:
+    config = loads(CONFIG)
+    metrics = Metrics()
+    first = Runtime(router=Router([]), trusted_proxies=(), node_id="t")
+    gate = attach(first, config, metrics)
+    assert gate is not None
+    gate.change(gate.by_zone["site"][0], {"total_active_users": 6, "queue_all": True})
+    raised = loads(CONFIG.replace("total_active_users: 5, new_users_per_minute: 5",
+                                  "total_active_users: 20, new_users_per_minute: 15"))
+
+    second = Runtime(router=Router([]), trusted_proxies=(), node_id="t")
+    reloaded = attach(second, raised, metrics, first)  # 15 new per minute > the override's 6
+
+    assert reloaded is not None
+    settings = reloaded.by_zone["site"][0].settings
+    assert (settings.total_active_users, settings.queue_all) == (20, True)
+    assert reloaded.registry.overrides(("site", "shop")) == {"queue_all": True}
+
+
 def test_no_rooms_means_no_filter() -> None:
     config = loads(CONFIG.split("    waiting_room:")[0])
     runtime = Runtime(router=Router([]), trusted_proxies=(), node_id="t")

@@ -123,10 +123,24 @@ def parse(text: str) -> Node:
     return _Parser(text).parse()
 
 
+# Groups, `not`s and function calls nested deeper than this are refused: the parser recurses
+# once per level, and the generated rule function (program.py) nests a parenthesis per level,
+# where CPython's own parser stops at 200.
+MAX_NESTING = 32
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def nest(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise RuleSyntaxError(
+                f"nested more than {MAX_NESTING} levels deep", tok.pos, tok.end
+            )
 
     # --- token helpers -------------------------------------------------------------
     def peek(self) -> Token:
@@ -194,12 +208,16 @@ class _Parser:
         tok = self.peek()
         if self.op() == "not":
             self.advance()
+            self.nest(tok)
             inner = self.unary()
+            self.depth -= 1
             return Not(inner, tok.pos, inner.end)
         if self.at_punct("("):
             self.advance()
+            self.nest(tok)
             inner = self.expr()
             self.expect_punct(")", "to close the group")
+            self.depth -= 1
             return inner
         return self.test()
 
@@ -242,6 +260,7 @@ class _Parser:
         node: Value
         if self.at_punct("("):
             self.advance()
+            self.nest(tok)
             args: list[Node | Literal] = []
             if not self.at_punct(")"):
                 args.append(self.argument())
@@ -249,6 +268,7 @@ class _Parser:
                     self.advance()
                     args.append(self.argument())
             close = self.expect_punct(")", "to close the function call")
+            self.depth -= 1
             node = Call(tok.text, tuple(args), tok.pos, close.end)
         else:
             node = Field(tok.text, tok.pos, tok.end)

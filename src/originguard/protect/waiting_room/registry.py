@@ -7,6 +7,7 @@ carry over (issue 6: "change limits without a restart", kept across reloads).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from originguard.state.base import AdmissionQueue
@@ -17,7 +18,11 @@ from .settings import RoomSettings
 # The settings an operator may change at run time (admin API); None in a request clears one.
 OVERRIDABLE = ("queue_all", "suspended", "total_active_users", "new_users_per_minute")
 
+_SWITCHES = ("queue_all", "suspended")  # overrides that cannot conflict with any limits
+
 RoomKey = tuple[str, str]  # (zone name, room name)
+
+log = logging.getLogger("originguard.waiting_room")
 
 
 class RoomRegistry:
@@ -29,8 +34,25 @@ class RoomRegistry:
         return dict(self._overrides.get(key, {}))
 
     def effective(self, key: RoomKey, configured: RoomSettings) -> RoomSettings:
-        """The configured settings with this room's overrides applied (validated again)."""
-        return apply_overrides(configured, self._overrides.get(key, {}))
+        """The configured settings with this room's overrides applied (validated again). A
+        limit override that no longer fits a reloaded config is dropped, not the reload."""
+        overrides = self._overrides.get(key, {})
+        try:
+            return apply_overrides(configured, overrides)
+        except ValueError as error:
+            kept = {name: overrides[name] for name in _SWITCHES if name in overrides}
+            log.warning(
+                "waiting room %s/%s: the admin API's limits %s conflict with the new "
+                "configuration and are dropped: %s",
+                *key,
+                {n: v for n, v in overrides.items() if n not in kept},
+                error,
+            )
+            if kept:
+                self._overrides[key] = kept
+            else:
+                self._overrides.pop(key, None)
+            return apply_overrides(configured, kept)
 
     def change(
         self, key: RoomKey, configured: RoomSettings, changes: dict[str, Any]
