@@ -52,6 +52,9 @@ log = logging.getLogger("originguard.pipeline")
 # Bodies up to this size are read before the first attempt so a failed attempt can be
 # replayed on another origin (nginx's proxy_request_buffering does the same by default).
 REPLAY_LIMIT = 64 * 1024
+# A stored body larger than this is written a slice at a time, each once the client took the
+# one before: one write of the whole body would hold a copy per slow client.
+STORED_SLICE = 256 * 1024
 _RAY_MASK = (1 << 64) - 1
 
 # Response fields the origin may not pass to visitors (spec §2.3). Server names the origin's
@@ -203,6 +206,9 @@ class Pipeline:
     async def _continue(self, ex: Exchange, runtime: Runtime, rest: Awaitable[object]) -> None:
         try:
             await rest
+        except ConnectionResetError:  # the client left while its response was being written
+            ex.outcome = Outcome.CLIENT_ABORT
+            ex.conn.abort()
         except Exception:
             log.exception("internal error in exchange %s", ex.ray)
             await self._internal_error(ex)
@@ -700,6 +706,9 @@ class Pipeline:
             nonlocal writer, offset
             if writer is not None and not writer.write(data):
                 writer = None  # too large to cache, or the disk failed: stream only
+                if client.closed:
+                    upstream.abort()  # nobody left to read it
+                    return
             if part is not None:
                 seen, offset = offset, offset + len(data)
                 data = data[max(0, part[0] - seen) : max(0, part[1] + 1 - seen)]
@@ -711,8 +720,14 @@ class Pipeline:
                 pending.append(piece)
                 return
             client.write(piece)
-            if client.write_paused:
+            if client.write_paused and not client.closed:
                 upstream.pause_reading()
+
+        def client_lost() -> None:
+            if writer is None:
+                upstream.abort()
+            else:  # spec §8.1: a fill finishes and is cached even if its client disconnects
+                upstream.resume_reading()
 
         done = upstream.stream_body(sink)
         finished_early = done.done() and done.result()
@@ -723,7 +738,9 @@ class Pipeline:
         if client.write_paused:
             upstream.pause_reading()
         client.on_writable = upstream.resume_reading
-        client.on_lost = upstream.abort
+        client.on_lost = client_lost
+        if client.closed:
+            client_lost()
         complete = await done
         client.on_writable = client.on_lost = None
         if pump is not None and not pump.done():
@@ -731,8 +748,11 @@ class Pipeline:
             pump.cancel()
             upstream.close()
         if client.closed:
-            upstream.abort()
             ex.outcome = Outcome.CLIENT_ABORT
+            if complete and writer is not None:
+                origin.release(upstream)
+                return True
+            upstream.abort()
             return False
         if not complete:
             # Truncated by the origin after the head went out: the only honest signal left is
@@ -884,13 +904,32 @@ class Pipeline:
         if status != 204 and status != 304:
             data.append(b"content-length: %d\r\n" % len(body))
         data.append(_tail(ex.ray, keep_alive, ex.head.version))
+        conn = ex.conn
         if ex.head.method != b"HEAD":
+            if len(body) > STORED_SLICE:
+                conn.write(b"".join(data))
+                return self._write_slices(ex, body, keep_alive)
             data.append(body)
         ex.bytes_out = len(body)
-        conn = ex.conn
         conn.write(b"".join(data))
         conn.finish(keep_alive, ex.body)
         return conn.drain() if conn.write_paused else None
+
+    async def _write_slices(self, ex: Exchange, body: bytes, keep_alive: bool) -> None:
+        conn = ex.conn
+        try:
+            for start in range(0, len(body), STORED_SLICE):
+                piece = body[start : start + STORED_SLICE]  # a bounded copy per client
+                conn.write(piece)
+                ex.bytes_out += len(piece)
+                await conn.drain()
+                if conn.closed:
+                    ex.outcome = Outcome.CLIENT_ABORT
+                    return
+        except ConnectionResetError:
+            ex.outcome = Outcome.CLIENT_ABORT
+            return
+        conn.finish(keep_alive, ex.body)
 
     async def _respond_file(self, ex: Exchange, response: FileResponse, outcome: Outcome) -> None:
         """Send a cached body from the disk tier: the head, then the file in chunks, each

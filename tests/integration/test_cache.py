@@ -7,6 +7,7 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+import socket
 import threading
 import time
 from urllib.parse import quote
@@ -304,6 +305,48 @@ def test_a_body_larger_than_the_memory_tier_streams_whole_and_is_not_stored(
         assert [len(r.body) for r in replies] == [size, size], target
         assert all(r.body == pattern_bytes(size) for r in replies)
         assert sum(1 for r in origin_a.requests if r.target == target) == 2
+
+
+def test_a_large_memory_hit_is_written_in_slices_and_a_client_leaving_is_an_abort(
+    start_edge, origin_a
+) -> None:
+    rule = {"name": "big", "when": {"path_prefix": ["/bytes/"]}, "cache": True, "edge_ttl": "1h"}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    size = 3 * 1024 * 1024 + 7
+    target = f"/bytes/{size}"
+    edge.get(target)
+    hit = edge.get(target)
+    assert hit.header("og-cache-status") == "HIT" and hit.body == pattern_bytes(size)
+    with socket.socket() as slow:  # a small receive buffer, reads a little, then leaves
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(5)
+        slow.connect(("127.0.0.1", edge.port))
+        slow.sendall(build("GET", target, host="site.test"))
+        slow.recv(1024)
+        time.sleep(0.2)  # the edge fills the socket buffers and waits on the client
+    entry = edge.wait_for_log(lambda e: e.get("path") == target and e["outcome"] == "client_abort")
+    assert entry["cache"] == "HIT" and entry["bytes_out"] < size
+    assert "internal error" not in edge.stderr()
+
+
+def test_a_fill_whose_client_leaves_still_completes_and_is_stored(start_edge, origin_a) -> None:
+    # Spec §8.1: the edge finishes a cacheable download after its client disconnects, so one
+    # visitor who gives up cannot make the next ones go to the origin again.
+    rule = {"name": "big", "when": {"path_prefix": ["/bytes/"]}, "cache": True, "edge_ttl": "1h"}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    size = 8 * 1024 * 1024
+    target = f"/bytes/{size}"
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(5)
+        slow.connect(("127.0.0.1", edge.port))
+        slow.sendall(build("GET", target, host="site.test"))
+        slow.recv(1024)
+        time.sleep(0.2)  # the edge pauses the origin behind the slow client
+    edge.wait_for_log(lambda e: e.get("path") == target and e["outcome"] == "client_abort")
+    hit = edge.get(target)
+    assert hit.header("og-cache-status") == "HIT" and hit.body == pattern_bytes(size)
+    assert sum(1 for r in origin_a.requests if r.target == target) == 1
 
 
 def test_a_range_miss_gets_the_full_200_when_the_range_cannot_be_cut(start_edge, origin_a) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support.client import Client
+from support.client import Client, build
 from support.edge import Edge, run_cli, site_config
 from support.origin import Origin
 
@@ -166,3 +166,45 @@ def test_connections_past_the_cap_are_closed_at_once(start_edge, origin: Origin)
             time.sleep(0.05)
     else:
         raise AssertionError("the edge did not serve again after connections closed")
+
+
+def test_a_client_not_reading_its_response_is_cut_even_while_trickling_a_body(
+    start_edge, origin_a
+) -> None:
+    # A pipelined request body arriving byte by byte must not keep extending the deadline of
+    # a response the client does not take (send_timeout).
+    edge = start_edge(site_config(origin_a.address, limits={"send_timeout": "1s",
+                                                             "body_timeout": "5s"}))
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(5)
+        client.connect(("127.0.0.1", edge.port))
+        client.sendall(build("GET", "/bytes/50000000", host="site.test")
+                       + b"POST /x HTTP/1.1\r\nHost: site.test\r\nContent-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        cut = False
+        while time.monotonic() - started < 6:
+            try:
+                client.sendall(b"x")
+            except OSError:  # reset by the edge
+                cut = True
+                break
+            time.sleep(0.3)
+        assert cut and time.monotonic() - started < 4
+
+
+def test_pipelined_heads_before_a_body_in_one_read_are_not_taken_for_chunk_framing(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address))
+    cookie = ("Cookie", "c=" + "v" * 1000)
+    gets = b"".join(build("GET", f"/g{i}", host="site.test", headers=[cookie]) for i in range(70))
+    with Client(edge.port) as client:
+        client.send(gets + b"POST /p HTTP/1.1\r\nHost: site.test\r\nTransfer-Encoding: chunked"
+                    b"\r\n\r\n5\r\nhello\r\n")
+        time.sleep(0.3)
+        client.send(b"0\r\n\r\n")
+        statuses = [client.read_reply().status for _ in range(71)]
+    assert statuses == [200] * 71
+    assert origin_a.wait_for_requests(71)[-1].body == b"hello"
+

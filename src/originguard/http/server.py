@@ -84,6 +84,8 @@ class ClientConnection(asyncio.Protocol):
         self._trailer_bytes = 0  # trailer fields of the current chunked body (dropped)
         self._framing_bytes = 0  # body bytes on the wire that carried no data
         self._last_head_size = 0
+        self._read_payload = 0  # bytes of heads and body data parsed from the current read
+        self._body_chunked = False
         self._url = b""
         self._headers: Headers = []
         self._body: Body | None = None
@@ -146,13 +148,10 @@ class ClientConnection(asyncio.Protocol):
         """Feed one read to the parser; the bytes left after a declined upgrade, else b""."""
         if self.closed or self._rejected is not None:
             return b""
-        body_before = self._body
-        if body_before is None:
+        if self._body is None:
             # Between messages or inside a head: these bytes count against the head limit.
             self._head_bytes += len(data)
-            received_before = 0
-        else:
-            received_before = body_before.received
+        self._read_payload = 0
         try:
             self._parser.feed_data(data)
         except Rejection as rejection:
@@ -182,18 +181,16 @@ class ClientConnection(asyncio.Protocol):
             self.reject(431, "request head too large")
             return b""
         body = self._body
-        if body is not None:
-            # Bytes that carried no body data: chunk sizes and extensions. Bounded, so a
-            # client cannot stream endless extensions or one-byte chunks at no body cost.
-            if body is body_before:
-                framing = len(data) - (body.received - received_before)
-            else:  # the head ended inside this read
-                framing = len(data) - body.received - self._last_head_size
-            self._framing_bytes += max(0, framing)
+        if body is not None and self._body_chunked:
+            # Bytes that carried neither a head nor body data: chunk sizes and extensions.
+            # Bounded, so a client cannot stream endless extensions or one-byte chunks at no
+            # body cost. (A Content-Length body has no framing bytes.)
+            self._framing_bytes += max(0, len(data) - self._read_payload)
             if self._framing_bytes > MAX_FRAMING_BYTES + body.received // 4:
                 self.reject(400, "chunked framing overhead too large")
                 return b""
-        if self._body is not None:
+        if self._body is not None and self._deadline_status != -1:
+            # (-1: the client is not taking its response; reading on must not excuse that.)
             self.deadline = self._loop.time() + self.limits.body_timeout
             self._deadline_status = 408
         return b""
@@ -208,6 +205,7 @@ class ClientConnection(asyncio.Protocol):
         self._write_paused = False
         if self._deadline_status == -1:
             self.deadline = 0.0
+            self._deadline_status = 0
         on_writable = self.on_writable
         if on_writable is not None:
             on_writable()
@@ -254,6 +252,7 @@ class ClientConnection(asyncio.Protocol):
         self._in_head = False
         # Request line and fields as received, give or take optional whitespace.
         self._last_head_size = self._head_fields + len(self._url) + 32
+        self._read_payload += self._last_head_size
         self._head_bytes = 0
         head = self._build_head()
         body: Body | None = None
@@ -267,6 +266,7 @@ class ClientConnection(asyncio.Protocol):
                 self._send_continue if head.expect_continue else None,
             )
         self._body = body
+        self._body_chunked = head.chunked
         if not self._active:
             self._start(head, body)
         else:
@@ -275,6 +275,7 @@ class ClientConnection(asyncio.Protocol):
                 self._pause_reading()
 
     def on_body(self, data: bytes) -> None:
+        self._read_payload += len(data)
         body = self._body
         if body is not None:
             body.feed(data)
