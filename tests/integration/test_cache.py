@@ -457,6 +457,23 @@ def test_cache_tag_is_hidden_from_clients_and_purges_by_tag(start_edge, origin_a
     assert edge.get(target).header("og-cache-status") == "MISS"
 
 
+def test_purge_by_url_finds_objects_under_a_rule_key_and_non_ascii_paths(
+    start_edge, origin_a
+) -> None:
+    rule = {"name": "only h", "when": {"path_prefix": ["/cacheable/"]},
+            "key": {"query": "include", "query_params": ["h"]}}
+    edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
+    keyed = cacheable("keyed.css", "Cache-Control:max-age=300")
+    accented = cacheable("caf%C3%A9.css", "Cache-Control:max-age=300")
+    edge.get(keyed + "&utm=1")
+    edge.get(accented)
+    assert edge.get(keyed + "&utm=2").header("og-cache-status") == "HIT"  # utm not in the key
+    result = purge(edge, {"files": [f"http://site.test{keyed}&utm=3",
+                                    "http://site.test" + accented.replace("caf%C3%A9", "café")]})
+    assert result["removed"] == 2
+    assert [edge.get(t).header("og-cache-status") for t in (keyed, accented)] == ["MISS"] * 2
+
+
 def test_purge_by_url_prefix_host_and_everything(start_edge, origin_a) -> None:
     edge = start_edge(site_config(origin_a.address))
     one = cacheable("p1.css", "Cache-Control:max-age=300")

@@ -39,7 +39,7 @@ from originguard.cache.ranges import Ignore, Unsatisfiable
 from originguard.cache.settings import CacheRuleSettings, CacheSettings, CacheStoreSettings
 from originguard.cache.store import Entry, MemoryStore
 from originguard.cache.tiers import TieredStore, Writer
-from originguard.http.messages import Headers, Response, ResponseHead
+from originguard.http.messages import Headers, RequestHead, Response, ResponseHead
 from originguard.protect.rules import Expression, RequestView, compile_expression
 
 if TYPE_CHECKING:
@@ -155,9 +155,16 @@ class ZoneCache:
         on the key alone, and the leader may have fetched another variant)."""
         return not entry.vary or policy.vary_key(entry.vary, ex.head.headers) == entry.variant
 
+    def url_key(self, scheme: bytes, host: bytes, path: bytes, query: bytes) -> bytes:
+        """The key a plain GET of this URL is stored under, with the zone's cache rules applied
+        (a purge by URL must find objects stored under a rule's custom key)."""
+        head = RequestHead(b"GET", path, path, query, b"1.1", [(b"host", host)], host)
+        _, key_rule, _ = self._effective(head, None, scheme)
+        return make_key(scheme, host, path, query, [], key_rule)
+
     def lookup(self, ex: Exchange) -> Lookup:
         head = ex.head
-        rule, key_rule, browser_ttl = self._effective(ex)
+        rule, key_rule, browser_ttl = self._effective(head, ex, ex.conn.scheme)
         eligibility = policy.is_eligible(
             head.method, head.path, rule, query=head.query, has_body=ex.body is not None
         )
@@ -179,7 +186,10 @@ class ZoneCache:
             return Lookup(CacheStatus.UPDATING, key, rule, browser_ttl, entry, age)
         return Lookup(CacheStatus.EXPIRED, key, rule, browser_ttl, entry, age)
 
-    def _effective(self, ex: Exchange) -> tuple[CacheRule, CacheKeyRule, float | None]:
+    def _effective(
+        self, head: RequestHead, ex: Exchange | None, scheme: bytes
+    ) -> tuple[CacheRule, CacheKeyRule, float | None]:
+        """The rule, key rule and browser TTL for a request (`ex` None: a URL being purged)."""
         rule, key_rule = self._default, self._default_key
         browser_ttl: float | None = None
         if not self._rules:
@@ -187,15 +197,15 @@ class ZoneCache:
         view: RequestView | None = None
         for compiled in self._rules:
             match = compiled.settings.when
-            path = ex.head.path.decode("latin-1")
+            path = head.path.decode("latin-1")
             if match.path_prefix and not path.startswith(match.path_prefix):
                 continue
-            if match.extension and policy.extension(ex.head.path).decode(
+            if match.extension and policy.extension(head.path).decode(
                 "latin-1"
             ) not in match.extension:
                 continue
             if compiled.expression is not None:
-                view = view or request_view(ex)
+                view = view or _view(head, scheme, ex.client_ip if ex is not None else "")
                 if not compiled.expression.evaluate(view):
                     continue
             rule = _apply(rule, compiled.settings)
@@ -530,10 +540,9 @@ def _partial(headers: Headers, body: bytes, ranges: list[tuple[int, int]]) -> Re
     return Response(206, kept, multipart)
 
 
-def request_view(ex: Exchange) -> RequestView:
-    head = ex.head
+def _view(head: RequestHead, scheme: bytes, client_ip: str) -> RequestView:
     return RequestView(
-        scheme=ex.conn.scheme.decode(),
+        scheme=scheme.decode(),
         host=head.host.decode("latin-1"),
         method=head.method.decode("latin-1"),
         path=head.path.decode("latin-1"),
@@ -541,5 +550,5 @@ def request_view(ex: Exchange) -> RequestView:
         uri=head.uri.decode("latin-1"),
         version="HTTP/" + head.version.decode(),
         headers=head.headers,
-        client_ip=ipaddress.ip_address(ex.client_ip or "0.0.0.0"),
+        client_ip=ipaddress.ip_address(client_ip or "0.0.0.0"),
     )

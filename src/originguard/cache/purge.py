@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from originguard.cache.key import make_key
 from originguard.http.wire import canonical_host, canonical_path
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 MAX_PREFIX_SEPARATORS = 31  # spec §8.7
 MAX_TAG_LENGTH = 1024
+_URL_SAFE = "/%:@!$&'()*+,;=?"  # kept as written; anything else (non-ASCII) percent-encoded
 
 
 class PurgeError(ValueError):
@@ -78,11 +79,10 @@ def purge(cache: SharedCache, router: Router, request: PurgeRequest) -> int:
     for scheme, host, path, query in request.files:
         zone = router.route(host)
         zone_cache = zone.cache if zone is not None else None
-        key_rule = zone_cache.default_key_rule if zone_cache is not None else None
-        if key_rule is None:
+        if zone_cache is None:
             key = make_key(scheme, host, path, query, [])
         else:
-            key = make_key(scheme, host, path, query, [], key_rule)
+            key = zone_cache.url_key(scheme, host, path, query)
         removed += store.delete(key)
     for host, path in request.prefixes:
         removed += store.purge_prefix(host, path)
@@ -107,15 +107,19 @@ def _url(url: str) -> tuple[bytes, bytes, bytes, bytes]:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PurgeError(f"{url!r} is not an absolute http(s) URL")
     host = canonical_host(parts.netloc.encode("ascii", "replace"))
-    path = canonical_path((parts.path or "/").encode("ascii", "replace"))
+    # A browser sends /café.css as /caf%C3%A9.css: the key holds that form.
+    path = canonical_path(quote(parts.path or "/", safe=_URL_SAFE).encode("ascii"))
     if host is None or path is None:
         raise PurgeError(f"{url!r} has an invalid host or path")
-    return parts.scheme.encode(), host, path, parts.query.encode("ascii", "replace")
+    return parts.scheme.encode(), host, path, quote(parts.query, safe=_URL_SAFE).encode("ascii")
 
 
 def summary(request: PurgeRequest) -> dict[str, Iterable[str] | bool]:
     return {
-        "files": [f"{s.decode()}://{h.decode()}{p.decode()}" for s, h, p, _ in request.files],
+        "files": [
+            f"{s.decode()}://{h.decode()}{p.decode()}" + (f"?{q.decode()}" if q else "")
+            for s, h, p, q in request.files
+        ],
         "prefixes": [h.decode() + p.decode() for h, p in request.prefixes],
         "hosts": [h.decode() for h in request.hosts],
         "tags": [t.decode() for t in request.tags],
