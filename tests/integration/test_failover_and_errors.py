@@ -340,6 +340,13 @@ def test_malformed_origin_response_gives_520(scene: Scene, name: str) -> None:
     assert attempts(scene.edge, reply) == [(520, "invalid_response")]
 
 
+def test_an_unknown_transfer_coding_is_read_until_close_and_relayed(scene: Scene) -> None:
+    reply = scene.edge.get("/raw/odd-coding", host="two.test")
+
+    assert (reply.status, reply.body) == (200, b"hello")
+    assert reply.header("transfer-encoding") in (None, "chunked")
+
+
 def test_slow_response_head_gives_524_and_is_not_retried(scene: Scene) -> None:
     started = time.monotonic()
 

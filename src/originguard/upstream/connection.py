@@ -17,7 +17,7 @@ from typing import Protocol
 import httptools
 
 from originguard.http.messages import Headers, ResponseHead
-from originguard.http.wire import parse_decimal
+from originguard.http.wire import parse_decimal, split_list
 from originguard.outcome import OriginError
 
 MAX_RESPONSE_HEAD = 128 * 1024  # spec §2.2: larger origin response heads are a 520
@@ -35,6 +35,9 @@ class _BadResponse(Exception):
 
 
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+_COMPRESSING = frozenset(
+    {b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress", b"br", b"zstd"}
+)
 
 # Where an exchange on a connection stands.
 _IDLE, _AWAITING_HEAD, _READING_BODY, _ENDED = range(4)
@@ -287,11 +290,14 @@ class OriginConnection(asyncio.Protocol):
                 if content_length is None:
                     raise _BadResponse("invalid Content-Length")
             elif name == b"transfer-encoding":
-                # The edge re-frames the body and drops this field, so a coding other than
-                # chunked alone (gzip, chunked) would reach the client undecodable.
-                if value.strip(b" \t").lower() != b"chunked":
+                # The edge re-frames the body and drops this field, so a compressing coding
+                # (gzip, chunked) would reach the client undecodable: a 520, as nginx 502s.
+                # Only a final "chunked" frames the body; otherwise it ends when the
+                # connection closes (RFC 9112 §6.3).
+                codings = split_list(value.lower())
+                if any(coding in _COMPRESSING for coding in codings):
                     raise _BadResponse("unsupported transfer coding")
-                chunked = True
+                chunked = bool(codings) and codings[-1] == b"chunked"
             elif name == b"connection":
                 # "keep-alive" and "close" name nothing that is not dropped anyway.
                 has_connection = has_connection or value.lower() not in _PLAIN_CONNECTION
