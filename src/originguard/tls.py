@@ -12,7 +12,9 @@ client certificate is presented when configured (Authenticated Origin Pulls, spe
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
+import logging
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from originguard.http.messages import Headers, Response
+
+log = logging.getLogger("originguard.tls")
+EXPIRY_WARNING = datetime.timedelta(days=14)
 
 if TYPE_CHECKING:
     from originguard.config import Certificate, EdgeTls, OriginTls, ZoneHttps
@@ -108,11 +113,27 @@ def build_store(settings: EdgeTls) -> CertificateStore | None:
     default: ssl.SSLContext | None = None
     for certificate in settings.certificates:
         context = server_context(certificate.cert, certificate.key, settings.min_version)
+        warn_if_expiring(certificate.cert)
         default = default or context
         for name in hostnames_of(certificate):
             by_name.setdefault(name, context)  # the first certificate listed for a name wins
     assert default is not None
     return CertificateStore(default, by_name)
+
+
+def warn_if_expiring(cert: str, now: datetime.datetime | None = None) -> None:
+    """Log a certificate that has expired or expires within EXPIRY_WARNING: clients would
+    refuse every connection it serves, and nothing else would say why."""
+    try:
+        with open(cert, "rb") as file:
+            ends = x509.load_pem_x509_certificate(file.read()).not_valid_after_utc
+    except (OSError, ValueError):
+        return  # server_context already accepted it; names and errors are reported there
+    now = now or datetime.datetime.now(datetime.UTC)
+    if ends <= now:
+        log.error("TLS certificate %s expired on %s", cert, ends.date())
+    elif ends - now <= EXPIRY_WARNING:
+        log.warning("TLS certificate %s expires on %s", cert, ends.date())
 
 
 def hostnames_of(certificate: Certificate) -> tuple[str, ...]:
@@ -273,7 +294,7 @@ class HttpsPolicy:
 
 def redirect(host: bytes, uri: bytes, port: int, status: int) -> Response:
     authority = host if port == 443 else b"%s:%d" % (host, port)
-    location = b"https://" + authority + uri
+    location = b"https://" + authority + (b"/" if uri == b"*" else uri)  # OPTIONS *
     body = b"Moved to " + location + b"\n"
     headers: Headers = [
         (b"location", location),

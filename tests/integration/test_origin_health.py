@@ -81,6 +81,7 @@ class WebhookReceiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.refuse_first = 0  # answer this many posts with 503 (the sender retries)
         self._lock = threading.Lock()
         receiver = self
 
@@ -89,7 +90,9 @@ class WebhookReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver._lock:
                     receiver.received.append((dict(self.headers.items()), body))
-                self.send_response(204)
+                    refused = len(receiver.received) <= receiver.refuse_first
+                self.send_response(503 if refused else 204)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -403,6 +406,26 @@ def test_webhook_gets_one_signed_alert_per_health_change_and_a_recovery_notice(
     history = json.loads(edge.admin("/health/alerts").body)["alerts"]
     assert [x["details"]["to"] for x in history] == ["healthy", "unhealthy"]  # newest first
     assert all(d["ok"] for x in history for d in x["deliveries"])
+
+
+def test_an_alert_being_retried_across_a_reload_is_still_delivered(
+    start_edge, origins, webhook
+) -> None:
+    webhook.refuse_first = 1
+    a = origins("a")
+    config = balanced_config(
+        [("main", [a])],
+        {"pools": [{"name": "main", "monitor": "web"}]},
+        health={"alerts": {"webhooks": [{"url": webhook.url}]}},
+    )
+    edge = start_edge(config)
+    wait_state(edge, a, "healthy")
+    a.health_status = 500
+    eventually(lambda: len(webhook.received) >= 1, what="the refused first delivery")
+    edge.reload(config)  # during the 1 s backoff before the retry
+
+    eventually(lambda: len(webhook.received) >= 2, what="the retried delivery")
+    assert [x["details"]["to"] for x in webhook.alerts()] == ["unhealthy", "unhealthy"]
 
 
 def test_standalone_check_is_probed_and_alerted_on_without_a_pool(

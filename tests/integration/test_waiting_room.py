@@ -245,6 +245,23 @@ def test_queue_all_from_the_admin_api_queues_newcomers_and_survives_reload(
     assert visit(edge, "/sale/").header("x-origin") == "a"
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"queue_all": "\xff"}'),
+        ("application/json", b"[" * 100_000 + b"]" * 100_000),
+        ("application/json; charset=latin-9x", b'{"queue_all": true}'),
+    ],
+    ids=["not-utf-8", "nested", "unknown-charset"],
+)
+def test_a_malformed_admin_body_is_a_400(edge: Edge, content_type: str, body: bytes) -> None:
+    headers = [("Content-Type", content_type), ("Connection", "close")]
+    reply = request(edge.admin_port, "POST", "/waiting-rooms/site/sale", host="127.0.0.1",
+                    headers=headers, body=body)
+    assert reply.status == 400, reply.text
+    assert admin_json(edge, "/waiting-rooms/site/sale")["overrides"] == {}
+
+
 def test_limits_change_without_restart_and_bad_limits_change_nothing(edge: Edge) -> None:
     assert visit(edge, "/sale/").header("x-origin") == "a"
 

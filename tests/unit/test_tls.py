@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import ssl
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +23,8 @@ from originguard.tls import (
     hsts_value,
     origin_context,
     pool_tls,
+    redirect,
+    warn_if_expiring,
 )
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -48,6 +51,18 @@ def test_store_prefers_exact_names_then_one_label_wildcards_then_the_default() -
     assert store.select("a.b.site.test") is default  # RFC 6125: a wildcard covers one label
     assert store.select("site.test") is default
     assert store.select(None) is default
+
+
+def test_an_expired_or_expiring_certificate_is_logged(tmp_path: Path, caplog: Any) -> None:
+    cert, _ = write_cert(tmp_path, "soon.test")  # valid for 10 days
+    with caplog.at_level(logging.WARNING, logger="originguard.tls"):
+        warn_if_expiring(cert, NOW)
+        warn_if_expiring(cert, NOW + datetime.timedelta(days=11))
+        warn_if_expiring(cert, NOW - datetime.timedelta(days=30))
+    assert [(r.levelname, r.getMessage().split(" ", 3)[3]) for r in caplog.records] == [
+        ("WARNING", f"expires on {(NOW + datetime.timedelta(days=10)).date()}"),
+        ("ERROR", f"expired on {(NOW + datetime.timedelta(days=10)).date()}"),
+    ]
 
 
 def test_store_names_come_from_the_certificate_when_not_configured(tmp_path: Path) -> None:
@@ -110,6 +125,11 @@ def test_redirect_names_a_non_default_port_and_status() -> None:
     response = policy(redirect=True, port=8443, status=308).on_request(exchange(b"http"))
     assert response is not None and response.status == 308
     assert (b"location", b"https://site.test:8443/a?b=1") in response.headers
+
+
+def test_options_asterisk_is_redirected_to_the_root() -> None:
+    response = redirect(b"site.test", b"*", 443, 301)
+    assert (b"location", b"https://site.test/") in response.headers
 
 
 def test_https_requests_and_other_zones_are_not_redirected() -> None:

@@ -88,7 +88,7 @@ class AdminServer:
             return web.json_response({"error": "no cache configured"}, status=409)
         try:
             document = await request.json()
-        except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
+        except (ValueError, LookupError, RecursionError):  # bad JSON or UTF-8, odd charset
             return web.json_response({"error": "the body must be a JSON object"}, status=400)
         if not isinstance(document, dict):
             return web.json_response({"error": "the body must be a JSON object"}, status=400)

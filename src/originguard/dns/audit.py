@@ -35,6 +35,7 @@ from originguard.dns.lookup import Chain, Lookup, Query, Resolve, query_from
 from originguard.dns.records import HistoryEntry, Record, normalise_name, target_of, txt_text
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 SPF_LOOKUP_LIMIT = 10  # RFC 7208 §4.6.4
@@ -198,13 +199,20 @@ class _Match:
 
 def _match_address(address: IPAddress, origins: Sequence[_Origin]) -> _Match | None:
     best: _Match | None = None
+    shown = str(address)
+    # ::ffff:a.b.c.d (IPv4-mapped) and 64:ff9b::a.b.c.d (NAT64) reach the IPv4 address a.b.c.d.
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     for origin in origins:
         if address.version != origin.network.version:
             continue
         if address in origin.network:
-            return _Match(Severity.HIGH, origin, str(address))
+            return _Match(Severity.HIGH, origin, shown)
         if best is None and address in origin.neighbourhood:
-            best = _Match(Severity.MEDIUM, origin, str(address))
+            best = _Match(Severity.MEDIUM, origin, shown)
     return best
 
 

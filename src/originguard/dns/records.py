@@ -121,8 +121,9 @@ def load_zone_text(
     text: str, origin: str | None = None, filename: str = "<zone>"
 ) -> tuple[str, list[Record]]:
     """Like :func:`load_zone_file`, from a string."""
-    zone_origin = dns.name.from_text(origin) if origin else None
+    _check_generate(text, filename)
     try:
+        zone_origin = dns.name.from_text(origin) if origin else None
         try:
             zone = dns.zone.from_text(
                 text, origin=zone_origin, relativize=False, filename=filename, check_origin=False
@@ -145,6 +146,28 @@ def load_zone_text(
         owner = normalise_name(name.to_text())
         records.append(Record(owner, rtype, ttl, value, tags.get((owner, rtype, value))))
     return normalise_name(found_origin.to_text() if found_origin else "."), records
+
+
+_GENERATE = re.compile(r"^\$GENERATE[ \t]+([0-9]+)-([0-9]+)(?:/([0-9]+))?", re.I | re.M)
+MAX_GENERATED = 65_536  # records all $GENERATE lines of one zone may expand to
+
+
+def _check_generate(text: str, filename: str) -> None:
+    """Refuse a zone whose $GENERATE ranges would expand past MAX_GENERATED records (dnspython
+    expands them all in memory: one line could ask for billions)."""
+    total = 0
+    for match in _GENERATE.finditer(text):
+        numbers = [match.group(1), match.group(2), match.group(3) or "1"]
+        if max(len(n) for n in numbers) > 12:
+            total = MAX_GENERATED + 1
+        else:
+            start, stop, step = (int(n) for n in numbers)
+            total += max(0, (stop - start) // max(step, 1) + 1)
+        if total > MAX_GENERATED:
+            line = text.count("\n", 0, match.start()) + 1
+            raise DnsInputError(
+                f"{filename}:{line}: $GENERATE expands past {MAX_GENERATED} records in all"
+            )
 
 
 class _AnyDataTransaction(dns.zonefile.RRsetsReaderTransaction):

@@ -74,6 +74,13 @@ class Notifier:
         self._sleep = sleep
         self._clock = clock
         self._env = os.environ if env is None else env
+        for hook in self._webhooks:
+            if hook.secret_env and not self._env.get(hook.secret_env):
+                log.error(
+                    "webhook %s: $%s is not set, so its alerts go out unsigned",
+                    hook.url,
+                    hook.secret_env,
+                )
         self._session: aiohttp.ClientSession | None = None
         self._mailer = Mailer(email, send=send_mail, env=self._env) if email else None
 

@@ -44,6 +44,8 @@ log = logging.getLogger("originguard.health")
 CHECKS_ZONE = "checks"  # the zone label of standalone health checks
 ALERT_HISTORY = 200
 ALERT_FLUSH_SECONDS = 1.0  # how often tallied responses enter the alert windows
+RETIRING_DELIVERY_SECONDS = 120.0  # a replaced service's deliveries get this long to finish
+_RETIRING: set[asyncio.Task[None]] = set()  # keeps those finishing deliveries referenced
 Probe = Callable[[ProbeTarget, MonitorSettings], Awaitable[ProbeResult]]
 
 
@@ -172,11 +174,25 @@ class HealthService:
 
     async def stop(self) -> None:
         await self._scheduler.stop()
-        tasks = [t for t in (self._alert_task, *self._sending) if t is not None]
-        for task in tasks:
+        if self._alert_task is not None:
+            self._alert_task.cancel()
+            await asyncio.gather(self._alert_task, return_exceptions=True)
+            self._alert_task = None
+        if not self._sending:
+            await self._notifier.close()
+            return
+        # Alerts still being delivered (a reload replaced this service, whose history the new
+        # one adopted) finish their retries with this notifier instead of being lost.
+        task = asyncio.create_task(self._finish_sending(), name="health-alerts-retiring")
+        _RETIRING.add(task)
+        task.add_done_callback(_RETIRING.discard)
+
+    async def _finish_sending(self) -> None:
+        sending = list(self._sending)
+        _, late = await asyncio.wait(sending, timeout=RETIRING_DELIVERY_SECONDS)
+        for task in late:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._alert_task = None
+        await asyncio.gather(*late, return_exceptions=True)
         await self._notifier.close()
 
     # -- probes ---------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ class Pin:
     pinned: bool = False
     issue: str | None = None  # origin id for a new cookie / header binding
     session: str | None = None  # header affinity: the session key
+    keep: bool = False  # zdf temporary: served elsewhere while the pinned origin is down
 
 
 class PoolView:
@@ -156,14 +157,16 @@ class ZoneSteering:
         states: dict[str, PoolHealth] = {}
         for policy in self._policies:
             pool = self._pools[policy.name]
-            health = [
-                self._health(origin_key(self.zone.name, pool.name, o.address)) for o in pool.origins
-            ]
+            # Only origins that can take traffic count: a pool drained by weight 0 (or with
+            # every origin disabled) must not be chosen over a healthy fallback.
+            usable = [o for o in pool.origins if o.is_usable]
+            zone = self.zone.name
+            health = [self._health(origin_key(zone, pool.name, o.address)) for o in usable]
             states[policy.name] = pool_health(
                 health,
                 policy.minimum_origins,
                 monitored=policy.monitor is not None,
-                enabled=policy.enabled and pool.enabled,
+                enabled=policy.enabled and pool.enabled and bool(usable),
             )
         self.pool_states = states
 
@@ -208,7 +211,7 @@ class ZoneSteering:
         if picked is None and self.settings.failover_across_pools:
             picked = self._across_pools(ex, pool, exclude)
         if picked is not None and pin is not None and mode != "none":
-            pin.issue = _origin_id(*picked) if plan.repin else None
+            pin.issue = _origin_id(*picked) if plan.repin and not pin.keep else None
         return picked
 
     def _pick(
@@ -262,7 +265,9 @@ class ZoneSteering:
                     pin.pinned = True
                     return usable[named]
                 if affinity.zero_downtime_failover == "temporary":
-                    # spec §3: serve elsewhere until the pinned origin recovers; keep the cookie.
+                    # spec §3: serve elsewhere until the pinned origin recovers; keep the cookie
+                    # (a failover retry too).
+                    pin.keep = True
                     return self._pick(ex, pool, ())
         picked = self._initial(ex, pool)
         if picked is not None:

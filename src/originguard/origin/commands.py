@@ -32,7 +32,13 @@ def certs() -> None:
 
 @certs.command("init")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False))
-@click.option("--days", default=365, show_default=True, help="Client certificate lifetime.")
+@click.option(
+    "--days",
+    default=365,
+    show_default=True,
+    type=click.IntRange(1, 3650),
+    help="Client certificate lifetime (1-3650 days).",
+)
 @click.option("--name", default="originguard", show_default=True, help="Name in the certs.")
 @click.option("--force", is_flag=True, help="Replace existing files (origins must be updated).")
 def certs_init(directory: str, days: int, name: str, force: bool) -> None:

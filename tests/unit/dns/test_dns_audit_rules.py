@@ -47,6 +47,15 @@ def test_dns_only_aaaa_on_origin_is_high_and_in_its_slash_64_is_medium(zone: Zon
     }
 
 
+def test_aaaa_records_reaching_the_ipv4_origin_are_high(zone: Zone) -> None:
+    findings = run(zone(f"m IN AAAA ::ffff:{ORIGIN}\nn IN AAAA 64:ff9b::{ORIGIN}\n"))
+    assert rules(findings) == {
+        ("origin-address-published", "m.example.com", Severity.HIGH),
+        ("origin-address-published", "n.example.com", Severity.HIGH),
+    }
+    assert findings[0].address.startswith(("::ffff:", "64:ff9b::"))
+
+
 def test_records_outside_the_origin_network_and_on_the_edge_are_clean(zone: Zone) -> None:
     body = f"www IN A {EDGE}\nwww IN AAAA {EDGE6}\nblog IN A 198.51.100.7\nx IN A 203.0.114.10\n"
     assert run(zone(body), proxied=("www.example.com",)) == []

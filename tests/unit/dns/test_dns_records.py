@@ -68,6 +68,26 @@ def test_malformed_zone_file_error_names_file_and_line(tmp_path: Path) -> None:
         load_zone_file(path)
 
 
+@pytest.mark.parametrize(
+    "generate",
+    ["$GENERATE 1-2000000 h$ A 203.0.113.10", "$GENERATE 1-" + "9" * 40 + " h$ A 1.2.3.4"],
+)
+def test_a_generate_range_past_the_limit_is_refused_before_expanding(
+    tmp_path: Path, generate: str
+) -> None:
+    path = tmp_path / "gen.zone"
+    path.write_text(f"$ORIGIN example.com.\n$TTL 300\n@ IN SOA a. b. 1 2 3 4 5\n{generate}\n")
+    with pytest.raises(DnsInputError, match=r"gen\.zone:4: \$GENERATE expands past 65536"):
+        load_zone_file(path)
+
+
+def test_a_bad_zone_name_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "ok.zone"
+    path.write_text("$ORIGIN example.com.\n$TTL 300\n@ IN SOA a. b. 1 2 3 4 5\n")
+    with pytest.raises(DnsInputError):
+        load_zone_file(path, origin="a..b")
+
+
 def test_missing_zone_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DnsInputError, match="cannot read zone file"):
         load_zone_file(tmp_path / "nope.zone")

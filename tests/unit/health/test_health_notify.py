@@ -93,6 +93,13 @@ def test_signed_webhook_carries_an_hmac_over_timestamp_and_body() -> None:
     assert headers[SIGNATURE_HEADER] == sign(b"s3cret", 1700000000, receiver.bodies[0])
 
 
+def test_a_signing_secret_missing_from_the_environment_is_reported_at_start(caplog) -> None:
+    hook = WebhookSettings.model_validate({"url": "http://127.0.0.1:9/h", "secret_env": "NOPE"})
+    with caplog.at_level(logging.ERROR, logger="originguard.health"):
+        Notifier([hook], env={})
+    assert "$NOPE is not set, so its alerts go out unsigned" in caplog.text
+
+
 def test_slack_format_sends_a_text_field() -> None:
     receiver = Receiver()
     deliver(receiver, format="slack")

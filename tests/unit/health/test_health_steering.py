@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from originguard.config import Config
 from originguard.exchange import Attempt, Exchange
 from originguard.health.probe import FailureReason, ProbeResult
@@ -27,7 +29,9 @@ class Clock:
 
 
 def setup(
-    lb: dict[str, Any], pools: dict[str, list[int]] | None = None
+    lb: dict[str, Any],
+    pools: dict[str, list[int]] | None = None,
+    origin_settings: dict[int, dict[str, Any]] | None = None,
 ) -> tuple[ZoneSteering, dict[str, OriginHealth], Clock]:
     pools = pools or {"main": [1, 2]}
     config = Config.model_validate(
@@ -41,7 +45,10 @@ def setup(
                         {
                             "name": name,
                             "steering": "round_robin",
-                            "origins": [{"address": f"127.0.0.1:{p}"} for p in ports],
+                            "origins": [
+                                {"address": f"127.0.0.1:{p}", **(origin_settings or {}).get(p, {})}
+                                for p in ports
+                            ],
                         }
                         for name, ports in pools.items()
                     ],
@@ -108,6 +115,24 @@ def test_unknown_origins_count_as_down_so_the_fallback_serves() -> None:
         {"pools": [{"name": "main", "monitor": "web"}, {"name": "spare"}]},
         {"main": [1], "spare": [9]},
     )
+    assert pick(steering, exchange(steering.zone)) == "127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    "drained", [{"weight": 0}, {"enabled": False}], ids=["weight-0", "disabled"]
+)
+def test_a_pool_with_no_usable_origin_is_passed_over_for_the_fallback(
+    drained: dict[str, Any],
+) -> None:
+    steering, states, _ = setup(
+        {"pools": [{"name": "main", "monitor": "web"}, {"name": "spare", "monitor": "web"}]},
+        {"main": [1, 2], "spare": [9]},
+        {1: drained, 2: drained},
+    )
+    for port in (1, 2):
+        probe(steering, states, "main", port, True)
+    probe(steering, states, "spare", 9, True)
+    assert not steering.is_serving("main")
     assert pick(steering, exchange(steering.zone)) == "127.0.0.1:9"
 
 
@@ -224,6 +249,33 @@ def test_zdf_temporary_retries_elsewhere_but_keeps_the_pin() -> None:
     assert retry is not None and retry[1] is not origin
     ex.attempts.append(Attempt(retry[1].address, 200))
     assert served(steering, ex) == ""
+
+
+def test_zdf_temporary_keeps_the_pin_when_the_stand_in_origin_fails_too() -> None:
+    steering, states, _ = setup(
+        {
+            "pools": [{"name": "main", "monitor": "web"}],
+            "affinity": {"mode": "cookie", "zero_downtime_failover": "temporary"},
+        },
+        {"main": [1, 2, 3]},
+    )
+    for port in (1, 2, 3):
+        probe(steering, states, "main", port, True)
+    first = exchange(steering.zone)
+    home = pick(steering, first)
+    first.attempts.append(Attempt(str(home), 200))
+    cookie = served(steering, first).split(";")[0]
+    probe(steering, states, "main", int(str(home).rsplit(":", 1)[1]), False)  # home is down
+
+    ex = exchange(steering.zone, cookie)
+    pool = steering.active_pool()
+    assert pool is not None
+    stand_in = steering.select(ex, pool, [])
+    assert stand_in is not None and stand_in[1].address != home
+    retry = steering.select(ex, pool, [stand_in[1]])  # the stand-in refused: 521
+    assert retry is not None
+    ex.attempts.append(Attempt(retry[1].address, 200))
+    assert served(steering, ex) == ""  # the cookie still names the home origin
 
 
 def test_zdf_sticky_moves_the_pin_to_the_origin_that_served() -> None:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +60,7 @@ class _Routes:
             return _error(404, "no such waiting room")
         try:
             changes = await request.json()
-        except json.JSONDecodeError:
+        except (ValueError, LookupError, RecursionError):  # bad JSON or UTF-8, odd charset
             return _error(400, "the body must be a JSON object")
         if not isinstance(changes, dict):
             return _error(400, "the body must be a JSON object")
