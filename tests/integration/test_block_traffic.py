@@ -230,15 +230,19 @@ def test_js_challenge_then_clearance_cookie_is_accepted(edge: Edge, origin: Orig
     assert other.status == 403
 
 
-def test_interactive_challenge_is_a_button_that_posts_the_form(edge: Edge) -> None:
+def test_interactive_challenge_is_the_proof_of_work_then_a_button(edge: Edge) -> None:
     client = "203.0.113.51"
     page = get(edge, "/button", client)
-    assert page.status == 403 and "<button" in page.text
+    assert page.status == 403 and "<button" in page.text and "disabled" in page.text
     token = _form_value(page.text, "token")
-    answer = edge.request(
-        "POST", VERIFY_PATH, headers=[("X-Forwarded-For", client)],
-        body=f"token={token}&return=/button".encode(),
-    )  # fmt: skip
+
+    def post(form: str) -> Reply:
+        return edge.request(
+            "POST", VERIFY_PATH, headers=[("X-Forwarded-For", client)], body=form.encode()
+        )
+
+    assert post(f"token={token}&return=/button").status == 403  # the click alone
+    answer = post(f"token={token}&nonce={solve(token, 10)}&return=/button")
     cookie = (answer.header("set-cookie") or "").split(";")[0]
     assert get(edge, "/button", client, ("Cookie", cookie)).status == 200
 
@@ -316,3 +320,29 @@ def test_headless_chromium_passes_the_js_challenge_and_reaches_the_origin(
     # sent back: the DOM is the origin's answer, and the origin saw the page once.
     assert "s1 GET /hello" in browser.stdout, browser.stdout + browser.stderr
     assert seen(origin, "/hello") == 1
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the chromium binary")
+def test_headless_chromium_enables_the_interactive_button_after_the_proof_of_work(
+    start_edge: Any, origin: Origin, tmp_path: Path
+) -> None:
+    rule = {"name": "button", "expression": 'http.request.uri.path eq "/button"',
+            "action": "challenge"}
+    security = {"rules": [rule], "challenge": {"secret": "browser-secret-0123456789",
+                                               "difficulty": 12}}  # fmt: skip
+    edge = start_edge(edge_config(origin, security))
+    browser = subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--host-resolver-rules=MAP site.test 127.0.0.1:{edge.port}",
+            "--virtual-time-budget=15000", "--dump-dom", "http://site.test/button",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    # The script found the nonce, filled it in and enabled the button; it waits for the click.
+    dom = browser.stdout
+    assert 'id="og-continue"' in dom and "I am human, continue" in dom, dom + browser.stderr
+    assert "disabled" not in dom.split('id="og-continue"')[1].split(">")[0]
+    assert re.search(r'name="nonce" value="\d+"', dom)  # a hidden input's value is its attribute
+    assert seen(origin, "/button") == 0

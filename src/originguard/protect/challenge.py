@@ -2,7 +2,7 @@
 
     kind           what the visitor must do                      clearance level
     js_challenge   the page's script finds a proof of work         1
-    challenge      the visitor presses a button (interactive)      2 (also satisfies js)
+    challenge      the same proof of work, then a button press     2 (also satisfies js)
 
 Everything is stateless and signed with the zone's secret (HMAC-SHA256):
 
@@ -191,10 +191,13 @@ class Challenger:
             return Response(error.status, [(b"cache-control", b"no-store")]), "bad_request"
         target = _safe_return(form.get("return", "/"))
         kind = self.check_token(form.get("token", ""), view, now)
-        if kind == "js_challenge":
-            nonce = form.get("nonce", "")
-            if not _DIGITS.fullmatch(nonce) or not self._proves(form["token"], nonce):
-                kind = None
+        # Both kinds carry the proof of work: the interactive one is a JS challenge plus a
+        # click, so its (stronger) clearance is never cheaper to get than a JS one.
+        nonce = form.get("nonce", "")
+        if kind is not None and (
+            not _DIGITS.fullmatch(nonce) or not self._proves(form["token"], nonce)
+        ):
+            kind = None
         if kind is None:
             return self.page(ex, view, "js_challenge", now), "failed"
         value, max_age = self.clearance(LEVELS[kind], view, now)
@@ -316,18 +319,18 @@ def challenge_or_pass(
 
 
 def _page(kind: str, token: str, uri: str, difficulty: int, ray: str) -> bytes:
+    noscript = "<noscript><p>Please turn on JavaScript and reload the page.</p></noscript>"
     if kind == "js_challenge":
-        action = (
-            '<p id="status">Checking your browser&hellip; this takes a moment.</p>'
-            '<noscript><p>Please turn on JavaScript and reload the page.</p></noscript>'
-        )
-        script = _SCRIPT.replace("__DIFFICULTY__", str(difficulty))
+        action = '<p id="status">Checking your browser&hellip; this takes a moment.</p>' + noscript
     else:
         action = (
             "<p>Confirm that you are a person to continue to the site.</p>"
-            '<p><button type="submit" form="og-challenge">I am human, continue</button></p>'
+            '<p><button id="og-continue" type="submit" form="og-challenge" disabled>'
+            "Checking your browser&hellip;</button></p>" + noscript
         )
-        script = ""
+    script = _SCRIPT.replace("__DIFFICULTY__", str(difficulty)).replace(
+        "__AUTO__", "true" if kind == "js_challenge" else "false"
+    )
     return _PAGE.format(
         action=action,
         verify=VERIFY_PATH,
@@ -364,7 +367,8 @@ footer{{margin-top:2rem;font-size:.8rem;color:#5b6270}}
 
 # Proof of work in plain JavaScript (crypto.subtle only exists on https or localhost):
 # find the first nonce whose SHA-256("token:nonce") starts with DIFFICULTY zero bits, put it
-# in the form and post it. SHA-256 per FIPS 180-4 over the ASCII bytes of the string.
+# in the form, then post it (JS challenge) or enable the button (interactive challenge).
+# SHA-256 per FIPS 180-4 over the ASCII bytes of the string.
 _SCRIPT = """<script>
 (function(){
 var D=__DIFFICULTY__,K=[],H=[],p=2;
@@ -397,9 +401,11 @@ return h;}
 function zeroBits(h){var bits=0;for(var k=0;k<8;k++){var w=h[k]>>>0;
 if(w===0){bits+=32;continue;}return bits+Math.clz32(w);}return bits;}
 var form=document.getElementById("og-challenge"),prefix=form.token.value+":",nonce=0;
+function found(){if(__AUTO__){form.submit();return;}
+var b=document.getElementById("og-continue");b.disabled=false;b.textContent="I am human, continue";}
 function work(){var stop=nonce+5000;
 for(;nonce<stop;nonce++){if(zeroBits(sha256(prefix+nonce))>=D){
-form.nonce.value=String(nonce);form.submit();return;}}
+form.nonce.value=String(nonce);found();return;}}
 setTimeout(work,0);}
 if(typeof window!=="undefined"){window.ogSha256=sha256;}
 work();

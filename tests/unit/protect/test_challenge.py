@@ -168,11 +168,18 @@ def test_a_wrong_nonce_gets_the_page_again() -> None:
     assert answer.status == 403 and dict(answer.headers)[b"og-mitigated"] == b"challenge"
 
 
-def test_the_interactive_challenge_needs_no_proof_and_never_redirects_off_site() -> None:
+def test_the_interactive_challenge_needs_the_proof_too_and_never_redirects_off_site() -> None:
     clock = Clock(NOW)
-    challenger = Challenger("site", b"0123456789abcdef0123", 1800, 8)
-    token = challenger.issue("challenge", view(), NOW)
-    answer, _ = _verify(f"token={token}&return=//evil.example/".encode(), clock)
+    rule = "{name: b, expression: 'http.request.uri.path eq \"/button\"', action: challenge}"
+    button = f"rules: [{rule}]\nchallenge: {{secret: 0123456789abcdef0123, difficulty: 8}}\n"
+    security, _ = build(button, clock)
+    page = asyncio.run(guard(security, make_exchange("/button")))
+    token = page.body.split(b'name="token" value="')[1].split(b'"')[0].decode()
+    assert token.startswith("challenge.") and b"<button" in page.body
+    unproven, _ = _verify(f"token={token}&return=/".encode(), clock)
+    assert unproven.status == 403  # a click alone is not enough: no cheaper level-2 clearance
+    nonce = solve(token, 8)
+    answer, _ = _verify(f"token={token}&nonce={nonce}&return=//evil.example/".encode(), clock)
     assert answer.status == 303
     assert dict(answer.headers)[b"location"] == b"/"
     assert dict(answer.headers)[b"set-cookie"].startswith(COOKIE.encode() + b"=2.")
