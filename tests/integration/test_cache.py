@@ -465,13 +465,17 @@ def test_purge_by_url_finds_objects_under_a_rule_key_and_non_ascii_paths(
     edge = start_edge(site_config(origin_a.address, zone={"cache": {"rules": [rule]}}))
     keyed = cacheable("keyed.css", "Cache-Control:max-age=300")
     accented = cacheable("caf%C3%A9.css", "Cache-Control:max-age=300")
+    bracketed = cacheable("b[1].css", "Cache-Control:max-age=300") + "&h=X-A:[]"
     edge.get(keyed + "&utm=1")
-    edge.get(accented)
+    for target in (accented, bracketed):
+        edge.get(target)
     assert edge.get(keyed + "&utm=2").header("og-cache-status") == "HIT"  # utm not in the key
     result = purge(edge, {"files": [f"http://site.test{keyed}&utm=3",
-                                    "http://site.test" + accented.replace("caf%C3%A9", "café")]})
-    assert result["removed"] == 2
-    assert [edge.get(t).header("og-cache-status") for t in (keyed, accented)] == ["MISS"] * 2
+                                    "http://site.test" + accented.replace("caf%C3%A9", "café"),
+                                    f"http://site.test{bracketed}"]})
+    assert result["removed"] == 3
+    statuses = [edge.get(t).header("og-cache-status") for t in (keyed, accented, bracketed)]
+    assert statuses == ["MISS"] * 3
 
 
 def test_purge_by_url_prefix_host_and_everything(start_edge, origin_a) -> None:

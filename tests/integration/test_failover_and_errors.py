@@ -347,6 +347,14 @@ def test_an_unknown_transfer_coding_is_read_until_close_and_relayed(scene: Scene
     assert reply.header("transfer-encoding") in (None, "chunked")
 
 
+def test_a_transfer_encoding_ending_in_a_comma_is_framed_as_llhttp_frames_it(
+    scene: Scene,
+) -> None:
+    reply = scene.edge.get("/raw/te-trailing-comma", host="two.test")
+
+    assert (reply.status, reply.body) == (200, b"5\r\nhello\r\n0\r\n\r\n")
+
+
 def test_slow_response_head_gives_524_and_is_not_retried(scene: Scene) -> None:
     started = time.monotonic()
 

@@ -208,3 +208,41 @@ def test_pipelined_heads_before_a_body_in_one_read_are_not_taken_for_chunk_frami
     assert statuses == [200] * 71
     assert origin_a.wait_for_requests(71)[-1].body == b"hello"
 
+
+def test_a_pipelined_body_that_never_comes_gets_its_body_timeout(start_edge, origin_a) -> None:
+    edge = start_edge(site_config(origin_a.address, limits={"body_timeout": "1s",
+                                                             "keepalive_timeout": "10s"}))
+    with Client(edge.port, timeout=8) as client:
+        started = time.monotonic()
+        client.send(build("GET", "/first", host="site.test")
+                    + b"POST /x HTTP/1.1\r\nHost: site.test\r\nContent-Length: 100\r\n\r\n")
+        assert client.read_reply().status == 200
+        assert client.read_reply().status == 408
+        assert time.monotonic() - started < 5
+
+
+def test_pipelined_responses_nobody_reads_are_cut_at_the_send_timeout(
+    start_edge, origin_a
+) -> None:
+    edge = start_edge(site_config(origin_a.address, limits={"send_timeout": "1s"}))
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.settimeout(10)
+        client.connect(("127.0.0.1", edge.port))
+        client.sendall(b"".join(build("GET", "/bytes/60000", host="site.test") for _ in range(100)))
+        time.sleep(4)  # three send timeouts' worth: the edge must have given up by now
+        client.setblocking(False)
+        cut = False
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if not client.recv(1 << 20):
+                    cut = True
+                    break
+            except BlockingIOError:
+                time.sleep(0.05)
+            except ConnectionResetError:
+                cut = True
+                break
+        assert cut, "the edge kept writing to a client that stopped reading"
+

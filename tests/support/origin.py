@@ -55,6 +55,9 @@ RAW_RESPONSES = {
     "status-zero": b"HTTP/1.1 000 Zero\r\nContent-Length: 5\r\n\r\nhello",
     "gzip-coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
     b"5\r\nhello\r\n0\r\n\r\n",
+    # "chunked," ends in an empty coding: not chunked (llhttp), so the body runs to the close.
+    "te-trailing-comma": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n"
+    b"5\r\nhello\r\n0\r\n\r\n",
     # An unknown (not compressing) coding: the body ends when the connection closes.
     "odd-coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: x-odd\r\n\r\nhello",
     # Framed as 10 bytes (OWS around a field value is not part of it), cut short at 5.

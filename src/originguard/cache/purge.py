@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 MAX_PREFIX_SEPARATORS = 31  # spec §8.7
 MAX_TAG_LENGTH = 1024
-_URL_SAFE = "/%:@!$&'()*+,;=?"  # kept as written; anything else (non-ASCII) percent-encoded
+# Printable ASCII stays as written (keys hold it raw); only the rest is percent-encoded.
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class PurgeError(ValueError):

@@ -204,8 +204,10 @@ class ClientConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._deadline_status == -1:
-            self.deadline = 0.0
-            self._deadline_status = 0
+            if self._active:
+                self._arm_active_deadline()
+            else:
+                self.deadline, self._deadline_status = 0.0, 0
         on_writable = self.on_writable
         if on_writable is not None:
             on_writable()
@@ -380,7 +382,7 @@ class ClientConnection(asyncio.Protocol):
             while True:
                 self._active = True
                 self._active_body = body
-                self.deadline = 0.0
+                self._arm_active_deadline()
                 self._handler(self, head, body)
                 if self._active:
                     return
@@ -390,6 +392,19 @@ class ClientConnection(asyncio.Protocol):
                 head, body = next_request
         finally:
             self._dispatching = False
+
+    def _arm_active_deadline(self) -> None:
+        """The deadline while a request is answered: the send timeout if the client is not
+        taking what was written, the body timeout while its body is still arriving, else none
+        (the origin's timeouts apply)."""
+        now = self._loop.time()
+        body = self._active_body
+        if self._write_paused:
+            self.deadline, self._deadline_status = now + self.limits.send_timeout, -1
+        elif body is not None and not body.done:
+            self.deadline, self._deadline_status = now + self.limits.body_timeout, 408
+        else:
+            self.deadline, self._deadline_status = 0.0, 0
 
     def exchange_done(self) -> None:
         """The current response is complete: go on with the next request, if any."""
@@ -444,7 +459,10 @@ class ClientConnection(asyncio.Protocol):
             await self._write_waiter
         finally:
             self._write_waiter = None
-            self.deadline = 0.0
+            if self._active:
+                self._arm_active_deadline()
+            else:
+                self.deadline, self._deadline_status = 0.0, 0
 
     @property
     def is_idle(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Protocol
 import httptools
 
 from originguard.http.messages import Headers, ResponseHead
-from originguard.http.wire import parse_decimal, split_list
+from originguard.http.wire import parse_decimal
 from originguard.outcome import OriginError
 
 MAX_RESPONSE_HEAD = 128 * 1024  # spec §2.2: larger origin response heads are a 520
@@ -221,6 +221,12 @@ class OriginConnection(asyncio.Protocol):
                     detail = f"invalid response: {error}"
                 self._failed(OriginFailure(OriginError.UNKNOWN, detail, sent=True))
                 return
+        if self._stage == _READING_BODY and len(self._headers) > MAX_RESPONSE_HEADERS:
+            # Trailer fields (dropped, but held until the message ends): bounded like a head.
+            self._valid = False
+            self.abort()
+            self._break()
+            return
         head = self._head
         if head is not None:
             self._head = None
@@ -294,10 +300,11 @@ class OriginConnection(asyncio.Protocol):
                 # (gzip, chunked) would reach the client undecodable: a 520, as nginx 502s.
                 # Only a final "chunked" frames the body; otherwise it ends when the
                 # connection closes (RFC 9112 §6.3).
-                codings = split_list(value.lower())
-                if any(coding in _COMPRESSING for coding in codings):
+                codings = value.lower().split(b",")
+                if any(coding.strip(b" \t") in _COMPRESSING for coding in codings):
                     raise _BadResponse("unsupported transfer coding")
-                chunked = bool(codings) and codings[-1] == b"chunked"
+                # As llhttp reads it: "chunked," ends in an empty coding, so it is not chunked.
+                chunked = codings[-1].strip(b" \t") == b"chunked"
             elif name == b"connection":
                 # "keep-alive" and "close" name nothing that is not dropped anyway.
                 has_connection = has_connection or value.lower() not in _PLAIN_CONNECTION
