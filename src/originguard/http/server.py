@@ -397,12 +397,13 @@ class ClientConnection(asyncio.Protocol):
         """The deadline while a request is answered: the send timeout if the client is not
         taking what was written, the body timeout while its body is still arriving, else none
         (the origin's timeouts apply)."""
-        now = self._loop.time()
         body = self._active_body
         if self._write_paused:
-            self.deadline, self._deadline_status = now + self.limits.send_timeout, -1
+            self.deadline = self._loop.time() + self.limits.send_timeout
+            self._deadline_status = -1
         elif body is not None and not body.done:
-            self.deadline, self._deadline_status = now + self.limits.body_timeout, 408
+            self.deadline = self._loop.time() + self.limits.body_timeout
+            self._deadline_status = 408
         else:
             self.deadline, self._deadline_status = 0.0, 0
 
