@@ -229,7 +229,11 @@ def test_pipelined_responses_nobody_reads_are_cut_at_the_send_timeout(
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.settimeout(10)
         client.connect(("127.0.0.1", edge.port))
-        client.sendall(b"".join(build("GET", "/bytes/60000", host="site.test") for _ in range(100)))
+        # Far more than the kernel's socket buffers hold, in responses that each fit in one
+        # write: the edge's buffer fills at the end of some response, and the next request
+        # starts while the client is still not reading.
+        requests = b"".join(build("GET", "/bytes/60000", host="site.test") for _ in range(1000))
+        client.sendall(requests)
         time.sleep(4)  # three send timeouts' worth: the edge must have given up by now
         client.setblocking(False)
         cut = False
