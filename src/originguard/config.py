@@ -148,6 +148,9 @@ def _check_port(text: str, *, allow_zero: bool) -> int:
 
 def _split_host_port(text: str, *, allow_zero_port: bool = False) -> tuple[str, int]:
     """Split ``host:port``, ``[ipv6]:port`` into a normalised host and a port."""
+    if "://" in text or "/" in text:
+        bare = text.split("://", 1)[-1].split("/", 1)[0]
+        raise ValueError(f"{text!r}: give host:port alone, without scheme or path: {bare!r}")
     if text.startswith("["):
         close = text.find("]")
         if close == -1 or text[close + 1 : close + 2] != ":":

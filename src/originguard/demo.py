@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from originguard.app import Edge
 from originguard.config import loads
 from originguard.health.service import find_health
 from originguard.health.state import Health
+
+log = logging.getLogger("originguard")
 
 DEMO_CONFIG = """
 listen: "127.0.0.1:{edge_port}"
@@ -52,6 +55,8 @@ def free_port(preferred: int) -> int:
             except OSError:
                 continue
             port: int = sock.getsockname()[1]
+            if candidate == 0:
+                log.warning("demo: port %d is taken (another demo?); using %d", preferred, port)
             return port
     raise RuntimeError("no free port")
 

@@ -325,6 +325,12 @@ def test_a_bare_port_is_told_which_addresses_to_write(listen: str) -> None:
     )
 
 
+def test_an_origin_written_as_a_url_is_told_to_drop_the_scheme() -> None:
+    [message] = errors_of(MINIMAL.replace("10.0.0.1:8080", "http://10.0.0.1:8080/"))
+
+    assert message.endswith("without scheme or path: '10.0.0.1:8080'")
+
+
 def test_origin_address_is_parsed_into_host_and_port() -> None:
     text = (
         MINIMAL + "          - address: '[2001:db8::7]:443'\n          - address: App.Internal:81\n"

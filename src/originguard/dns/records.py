@@ -137,6 +137,8 @@ def load_zone_text(
         message = str(exc)
         if not message.startswith(filename):
             message = f"{filename}: {message}"
+        if isinstance(exc, dns.zone.UnknownOrigin):
+            message += " (the file has no $ORIGIN: give --zone-name, e.g. example.com)"
         raise DnsInputError(message) from exc
     tags = _proxied_tags(text, found_origin)
     records: list[Record] = []

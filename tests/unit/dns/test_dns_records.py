@@ -81,6 +81,13 @@ def test_a_generate_range_past_the_limit_is_refused_before_expanding(
         load_zone_file(path)
 
 
+def test_a_zone_without_origin_names_the_option_that_gives_one(tmp_path: Path) -> None:
+    path = tmp_path / "bare.zone"
+    path.write_text("$TTL 300\n@ IN SOA a. b. 1 2 3 4 5\nwww IN A 192.0.2.1\n")
+    with pytest.raises(DnsInputError, match="give --zone-name"):
+        load_zone_file(path)
+
+
 def test_a_bad_zone_name_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "ok.zone"
     path.write_text("$ORIGIN example.com.\n$TTL 300\n@ IN SOA a. b. 1 2 3 4 5\n")
