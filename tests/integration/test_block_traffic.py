@@ -300,6 +300,20 @@ def test_a_reload_with_a_bad_rule_keeps_the_old_rules(start_edge: Any, origin: O
 # -- a real browser ------------------------------------------------------------------------------
 
 
+def headless_dom(edge: Edge, tmp_path: Path, path: str) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium opens http://site.test{path} on the edge; its stdout is the final DOM
+    once the page's scripts have run (up to 15 s of virtual time)."""
+    return subprocess.run(
+        [
+            "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
+            f"--host-resolver-rules=MAP site.test 127.0.0.1:{edge.port}",
+            "--virtual-time-budget=15000", "--dump-dom", f"http://site.test{path}",
+        ],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the chromium binary")
 def test_headless_chromium_passes_the_js_challenge_and_reaches_the_origin(
     start_edge: Any, origin: Origin, tmp_path: Path
@@ -307,15 +321,7 @@ def test_headless_chromium_passes_the_js_challenge_and_reaches_the_origin(
     security = {"under_attack": True, "challenge": {"secret": "browser-secret-0123456789",
                                                     "difficulty": 12}}  # fmt: skip
     edge = start_edge(edge_config(origin, security))
-    browser = subprocess.run(
-        [
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-            f"--host-resolver-rules=MAP site.test 127.0.0.1:{edge.port}",
-            "--virtual-time-budget=15000", "--dump-dom", "http://site.test/hello",
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    browser = headless_dom(edge, tmp_path, "/hello")
     # The challenge page's script solved the proof of work, posted it, got the cookie and was
     # sent back: the DOM is the origin's answer, and the origin saw the page once.
     assert "s1 GET /hello" in browser.stdout, browser.stdout + browser.stderr
@@ -331,15 +337,7 @@ def test_headless_chromium_enables_the_interactive_button_after_the_proof_of_wor
     security = {"rules": [rule], "challenge": {"secret": "browser-secret-0123456789",
                                                "difficulty": 12}}  # fmt: skip
     edge = start_edge(edge_config(origin, security))
-    browser = subprocess.run(
-        [
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}",
-            f"--host-resolver-rules=MAP site.test 127.0.0.1:{edge.port}",
-            "--virtual-time-budget=15000", "--dump-dom", "http://site.test/button",
-        ],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    browser = headless_dom(edge, tmp_path, "/button")
     # The script found the nonce, filled it in and enabled the button; it waits for the click.
     dom = browser.stdout
     assert 'id="og-continue"' in dom and "I am human, continue" in dom, dom + browser.stderr

@@ -187,10 +187,15 @@ def test_healthz_answers_ok(observed: Observed) -> None:
     assert json.loads(reply.body) == {"status": "ok"}
 
 
-def test_admin_token_is_required_when_configured(start_edge, origin_a) -> None:
-    config = site_config(origin_a.address)
+def edge_with_token(start_edge, origin: Origin) -> Edge:
+    """An edge whose admin API wants TOKEN (read from the environment, as in production)."""
+    config = site_config(origin.address)
     config["admin"]["token"] = "${OG_TEST_ADMIN_TOKEN}"
-    edge = start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+    return start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+
+
+def test_admin_token_is_required_when_configured(start_edge, origin_a) -> None:
+    edge = edge_with_token(start_edge, origin_a)
 
     anonymous = edge.admin("/metrics")
     wrong = edge.admin("/status", token="not-the-token-at-all")
@@ -219,9 +224,7 @@ def test_admin_token_is_required_when_configured(start_edge, origin_a) -> None:
 def test_purge_command_removes_a_url_and_explains_a_miss_or_a_missing_token(
     start_edge, origin_a
 ) -> None:
-    config = site_config(origin_a.address)
-    config["admin"]["token"] = "${OG_TEST_ADMIN_TOKEN}"
-    edge = start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+    edge = edge_with_token(start_edge, origin_a)
     edge.get("/cacheable/p.css?h=Cache-Control:max-age%3D300")
     admin = f"http://127.0.0.1:{edge.admin_port}"
     env = {**os.environ, "OG_ADMIN_TOKEN": TOKEN}
@@ -331,9 +334,7 @@ def test_invalid_reload_is_logged_with_file_and_line_and_changes_nothing(
 def test_a_reload_that_moves_the_admin_api_is_rejected_and_the_token_still_holds(
     start_edge, origin_a
 ) -> None:
-    config = site_config(origin_a.address)
-    config["admin"]["token"] = "${OG_TEST_ADMIN_TOKEN}"
-    edge = start_edge(config, env={"OG_TEST_ADMIN_TOKEN": TOKEN})
+    edge = edge_with_token(start_edge, origin_a)
     moved = site_config(origin_a.address)
     moved["admin"] = {"listen": "127.0.0.2:0"}  # loopback: valid without a token
 
