@@ -19,22 +19,25 @@ class Target(NamedTuple):
     query: bytes
 
 
-def _resolve(base: str, reference: str) -> Target | None:
-    """``reference`` resolved against ``base``; None when either is not a valid URI."""
+def _resolve(base: str, reference: str) -> tuple[str, Target] | None:
+    """``reference`` resolved against ``base``: the absolute URI and its target; None when
+    either is not a valid URI."""
     try:
-        parts = urlsplit(urljoin(base, reference))
+        uri = urljoin(base, reference)
+        parts = urlsplit(uri)
         host = (parts.hostname or "").encode("ascii")
         port = parts.port
     except (ValueError, UnicodeEncodeError):
         return None
     if port is not None and port != {"http": 80, "https": 443}.get(parts.scheme):
         host += b":%d" % port
-    return Target(
+    target = Target(
         parts.scheme.encode("ascii"),
         host,
         (parts.path or "/").encode("latin-1"),
         parts.query.encode("latin-1"),
     )
+    return uri, target
 
 
 def invalidation_targets(
@@ -54,17 +57,20 @@ def invalidation_targets(
     if method in SAFE_METHODS or not 200 <= status < 400:
         return []
     base = scheme.decode("latin-1") + "://" + host.decode("latin-1").lower() + "/"
-    request = _resolve(base, target.decode("latin-1"))
-    if request is None:
+    resolved = _resolve(base, target.decode("latin-1"))
+    if resolved is None:
         return []
-    request_uri = urljoin(base, target.decode("latin-1"))  # valid: it just resolved
+    request_uri, request = resolved
     found = [request]
     for name in (b"location", b"content-location"):
         raw = first(resp_headers, name)
         if raw is None:
             continue
-        other = _resolve(request_uri, raw.strip().decode("latin-1"))
-        if other is None or (other.scheme, other.host) != (request.scheme, request.host):
+        located = _resolve(request_uri, raw.strip().decode("latin-1"))
+        if located is None:
+            continue
+        other = located[1]
+        if (other.scheme, other.host) != (request.scheme, request.host):
             continue
         if other not in found:
             found.append(other)
